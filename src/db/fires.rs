@@ -1,0 +1,301 @@
+//! Queries on `fires`. Every state change is a compare-and-set on the current
+//! state, so two writers (a write-back and a sweeper, two nodes) cannot both win.
+
+use diesel::prelude::*;
+
+use super::schema::fires;
+use super::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = fires)]
+pub struct FireRow {
+    pub id: String,
+    pub job_id: String,
+    pub trigger_id: Option<String>,
+    pub job_version: i32,
+    pub attempt: i32,
+    pub state: String,
+    pub scheduled_at: i64,
+    pub due_at: i64,
+    pub fired_at: i64,
+    pub dispatched_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub deadline_at: Option<i64>,
+    pub owner_node: Option<String>,
+    pub executor: Option<String>,
+    pub http_status: Option<i32>,
+    pub payload: Option<String>,
+    pub output: Option<String>,
+    pub output_truncated: bool,
+    pub error: Option<String>,
+    pub reported_started_at: Option<i64>,
+    pub reported_finished_at: Option<i64>,
+    pub late_result: Option<String>,
+}
+
+/// Inserts fire rows; a row whose `(trigger_id, scheduled_at, attempt)` already
+/// exists is silently skipped — that unique key is what makes a double fire impossible.
+/// Returns the ids actually inserted.
+pub fn insert_new(conn: &mut DbConnection, rows: &[FireRow]) -> QueryResult<Vec<String>> {
+    let mut inserted = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(200) {
+        let count = match conn {
+            DbConnection::Postgresql(pg) => diesel::insert_into(fires::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(lite) => diesel::insert_or_ignore_into(fires::table)
+                .values(chunk)
+                .execute(lite)?,
+        };
+        if count == chunk.len() {
+            inserted.extend(chunk.iter().map(|r| r.id.clone()));
+        } else {
+            // Some rows lost a race; ask which ones made it.
+            let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
+            let present: Vec<String> = fires::table
+                .filter(fires::id.eq_any(ids))
+                .select(fires::id)
+                .load(conn)?;
+            inserted.extend(present);
+        }
+    }
+    Ok(inserted)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<FireRow>> {
+    fires::table
+        .find(id)
+        .select(FireRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FireFilter {
+    pub job_id: Option<String>,
+    pub state: Option<String>,
+    /// Scheduled at or after (epoch ms).
+    pub from: Option<i64>,
+    /// Scheduled before (epoch ms).
+    pub until: Option<i64>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub fn list(conn: &mut DbConnection, filter: &FireFilter) -> QueryResult<(Vec<FireRow>, i64)> {
+    let build = || {
+        let mut query = fires::table.into_boxed();
+        if let Some(job) = &filter.job_id {
+            query = query.filter(fires::job_id.eq(job.clone()));
+        }
+        if let Some(state) = &filter.state {
+            query = query.filter(fires::state.eq(state.clone()));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(fires::scheduled_at.ge(from));
+        }
+        if let Some(until) = filter.until {
+            query = query.filter(fires::scheduled_at.lt(until));
+        }
+        query
+    };
+    let total = build().count().get_result(conn)?;
+    let rows = build()
+        .order((
+            fires::scheduled_at.desc(),
+            fires::attempt.desc(),
+            fires::fired_at.desc(),
+        ))
+        .limit(filter.limit)
+        .offset(filter.offset)
+        .select(FireRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+/// Recorded, not dispatched, not owned by a node, due by `horizon`: retries, run-now
+/// fires and fires handed back by a stopping or dead node. Takes ownership of them.
+pub fn claim_pending(
+    conn: &mut DbConnection,
+    node: &str,
+    horizon: i64,
+    limit: i64,
+) -> QueryResult<Vec<FireRow>> {
+    macro_rules! pending {
+        () => {
+            fires::table
+                .filter(fires::state.eq("fired"))
+                .filter(fires::dispatched_at.is_null())
+                .filter(fires::owner_node.is_null())
+                .filter(fires::due_at.le(horizon))
+                .order(fires::due_at.asc())
+                .limit(limit)
+                .select(FireRow::as_select())
+        };
+    }
+    let mut rows = match conn {
+        DbConnection::Postgresql(pg) => pending!().for_update().skip_locked().load(pg)?,
+        DbConnection::Sqlite(lite) => pending!().load(lite)?,
+    };
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    diesel::update(
+        fires::table
+            .filter(fires::id.eq_any(ids))
+            .filter(fires::owner_node.is_null()),
+    )
+    .set(fires::owner_node.eq(node))
+    .execute(conn)?;
+    for row in &mut rows {
+        row.owner_node = Some(node.to_string());
+    }
+    Ok(rows)
+}
+
+/// Of `ids`, those still waiting to be dispatched by `node` (not cancelled, dropped or taken over).
+pub fn still_owned_pending(
+    conn: &mut DbConnection,
+    node: &str,
+    ids: &[String],
+) -> QueryResult<Vec<String>> {
+    fires::table
+        .filter(fires::id.eq_any(ids))
+        .filter(fires::state.eq("fired"))
+        .filter(fires::dispatched_at.is_null())
+        .filter(fires::owner_node.eq(node))
+        .select(fires::id)
+        .load(conn)
+}
+
+/// The target acknowledged a callback-mode dispatch: `fired → running`.
+pub fn mark_running(
+    conn: &mut DbConnection,
+    id: &str,
+    dispatched_at: i64,
+    acked_at: i64,
+    deadline_at: i64,
+    http_status: i32,
+    executor: &str,
+) -> QueryResult<usize> {
+    diesel::update(fires::table.find(id).filter(fires::state.eq("fired")))
+        .set((
+            fires::state.eq("running"),
+            fires::dispatched_at.eq(dispatched_at),
+            fires::acked_at.eq(acked_at),
+            fires::deadline_at.eq(deadline_at),
+            fires::http_status.eq(http_status),
+            fires::executor.eq(executor),
+        ))
+        .execute(conn)
+}
+
+/// Fields written when a fire reaches a terminal state. `None` leaves a column as
+/// it is (diesel skips `None` in a changeset), so a write-back keeps the dispatch facts.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = fires)]
+pub struct Finish {
+    pub state: &'static str,
+    pub finished_at: i64,
+    pub dispatched_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub http_status: Option<i32>,
+    pub executor: Option<String>,
+    pub output: Option<String>,
+    pub output_truncated: bool,
+    pub error: Option<String>,
+    pub reported_started_at: Option<i64>,
+    pub reported_finished_at: Option<i64>,
+}
+
+/// Moves a fire from one of `from` states to a terminal state. Returns rows changed (0 = lost the race).
+pub fn finish(conn: &mut DbConnection, id: &str, from: &[&str], f: &Finish) -> QueryResult<usize> {
+    diesel::update(fires::table.find(id).filter(fires::state.eq_any(from)))
+        .set(f)
+        .execute(conn)
+}
+
+/// Stores a result that arrived after the fire was already finished (timed out, lost):
+/// kept for the record, never reopening the fire.
+pub fn record_late_result(conn: &mut DbConnection, id: &str, late: &str) -> QueryResult<usize> {
+    diesel::update(fires::table.find(id).filter(fires::late_result.is_null()))
+        .set(fires::late_result.eq(late))
+        .execute(conn)
+}
+
+/// Running (acknowledged) fires whose deadline has passed.
+pub fn past_deadline(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<Vec<FireRow>> {
+    fires::table
+        .filter(fires::state.eq("running"))
+        .filter(fires::deadline_at.lt(now))
+        .order(fires::deadline_at.asc())
+        .limit(limit)
+        .select(FireRow::as_select())
+        .load(conn)
+}
+
+/// Hands back what `node` claimed but did not dispatch, so another node (or the next start) fires it.
+pub fn release_owned(conn: &mut DbConnection, node: &str) -> QueryResult<usize> {
+    diesel::update(
+        fires::table
+            .filter(fires::owner_node.eq(node))
+            .filter(fires::state.eq("fired"))
+            .filter(fires::dispatched_at.is_null()),
+    )
+    .set(fires::owner_node.eq(None::<String>))
+    .execute(conn)
+}
+
+/// Releases the undispatched fires of nodes that are not in `live_nodes`.
+pub fn release_orphaned(conn: &mut DbConnection, live_nodes: &[String]) -> QueryResult<usize> {
+    diesel::update(
+        fires::table
+            .filter(fires::owner_node.is_not_null())
+            .filter(fires::owner_node.ne_all(live_nodes))
+            .filter(fires::state.eq("fired"))
+            .filter(fires::dispatched_at.is_null()),
+    )
+    .set(fires::owner_node.eq(None::<String>))
+    .execute(conn)
+}
+
+/// Drops fires recorded but not yet dispatched for a job (its schedule changed or it was paused).
+pub fn drop_pending_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<usize> {
+    diesel::delete(
+        fires::table
+            .filter(fires::job_id.eq(job_id))
+            .filter(fires::state.eq("fired"))
+            .filter(fires::dispatched_at.is_null()),
+    )
+    .execute(conn)
+}
+
+pub fn count_running_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<i64> {
+    fires::table
+        .filter(fires::job_id.eq(job_id))
+        .filter(fires::state.eq("running"))
+        .count()
+        .get_result(conn)
+}
+
+/// Records when a fire was sent and acknowledged, if a write-back already finished it.
+pub fn fill_dispatch_facts(
+    conn: &mut DbConnection,
+    id: &str,
+    dispatched_at: i64,
+    acked_at: i64,
+    http_status: i32,
+    executor: &str,
+) -> QueryResult<usize> {
+    diesel::update(fires::table.find(id).filter(fires::dispatched_at.is_null()))
+        .set((
+            fires::dispatched_at.eq(dispatched_at),
+            fires::acked_at.eq(acked_at),
+            fires::http_status.eq(http_status),
+            fires::executor.eq(executor),
+        ))
+        .execute(conn)
+}

@@ -1,0 +1,121 @@
+//! Queries on `jobs`.
+
+use diesel::prelude::*;
+
+use super::schema::{fires, jobs};
+use super::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = jobs)]
+pub struct JobRow {
+    pub id: String,
+    pub group_name: String,
+    pub name: String,
+    pub description: String,
+    pub state: String,
+    pub version: i32,
+    pub spec: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &JobRow) -> QueryResult<()> {
+    diesel::insert_into(jobs::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<JobRow>> {
+    jobs::table
+        .find(id)
+        .select(JobRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_key(
+    conn: &mut DbConnection,
+    group: &str,
+    name: &str,
+) -> QueryResult<Option<JobRow>> {
+    jobs::table
+        .filter(jobs::group_name.eq(group))
+        .filter(jobs::name.eq(name))
+        .select(JobRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<JobRow>> {
+    jobs::table
+        .filter(jobs::id.eq_any(ids))
+        .select(JobRow::as_select())
+        .load(conn)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub group: Option<String>,
+    pub state: Option<String>,
+    /// Substring of group, name or description.
+    pub text: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub fn list(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<(Vec<JobRow>, i64)> {
+    let build = || {
+        let mut query = jobs::table.into_boxed();
+        if let Some(group) = &filter.group {
+            query = query.filter(jobs::group_name.eq(group.clone()));
+        }
+        if let Some(state) = &filter.state {
+            query = query.filter(jobs::state.eq(state.clone()));
+        }
+        if let Some(text) = &filter.text {
+            let pattern = format!(
+                "%{}%",
+                text.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            query = query.filter(
+                jobs::name
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(jobs::group_name.like(pattern.clone()).escape('\\'))
+                    .or(jobs::description.like(pattern).escape('\\')),
+            );
+        }
+        query
+    };
+    let total = build().count().get_result(conn)?;
+    let rows = build()
+        .order((jobs::group_name.asc(), jobs::name.asc()))
+        .limit(filter.limit)
+        .offset(filter.offset)
+        .select(JobRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+pub fn update(conn: &mut DbConnection, row: &JobRow) -> QueryResult<usize> {
+    diesel::update(jobs::table.find(&row.id))
+        .set(row)
+        .execute(conn)
+}
+
+pub fn set_state(conn: &mut DbConnection, id: &str, state: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(jobs::table.find(id))
+        .set((jobs::state.eq(state), jobs::updated_at.eq(now)))
+        .execute(conn)
+}
+
+/// Deletes the job, its triggers (cascade) and its history.
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(fires::table.filter(fires::job_id.eq(id))).execute(conn)?;
+    diesel::delete(super::schema::triggers::table.filter(super::schema::triggers::job_id.eq(id)))
+        .execute(conn)?;
+    diesel::delete(jobs::table.find(id)).execute(conn)
+}

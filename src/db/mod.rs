@@ -1,0 +1,264 @@
+//! Storage: one diesel schema over SQLite (embedded, single node) or PostgreSQL
+//! (clustered). Queries are plain functions in the module of the table they touch.
+
+pub mod fires;
+pub mod jobs;
+pub mod nodes;
+pub mod schema;
+pub mod settings;
+pub mod tokens;
+pub mod triggers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database_url {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot open the database {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("{0}")]
+    Locked(String),
+    #[error("background task failed: {0}")]
+    Task(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Pool(#[from] r2d2::PoolError),
+}
+
+/// Which database a URL names. The scheme decides; diesel's MultiConnection would
+/// try each backend in turn and hide the real connection error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Backend, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres(url.to_string()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            return Err(DbError::BadUrl {
+                url: url.into(),
+                reason: "no file path given".into(),
+            });
+        }
+        if path.contains("://") {
+            return Err(DbError::BadUrl {
+                url: url.into(),
+                reason: "unsupported scheme (use sqlite://PATH or postgres://…)".into(),
+            });
+        }
+        Ok(Backend::Sqlite(PathBuf::from(path)))
+    }
+
+    /// A description safe for logs: PostgreSQL passwords are masked.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite(path) => format!("SQLite file {}", path.display()),
+            Backend::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    format!("PostgreSQL {parsed}")
+                }
+                Err(_) => "PostgreSQL (unparsable URL)".into(),
+            },
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Backend::Sqlite(_))
+    }
+}
+
+/// Opens connections of the backend the URL named, with the per-connection settings each needs.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    backend: Backend,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the single writer; FULL sync makes every
+                // committed fire row survive a power cut, not only a process crash.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Backend::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Postgresql)
+                .map_err(r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type Conn = PooledConnection<Manager>;
+
+/// The database handle the rest of the server uses.
+///
+/// SQLite allows one writer at a time, so writes go through a pool of exactly one
+/// connection: writers queue in the pool instead of failing with SQLITE_BUSY, and
+/// readers (WAL) never wait for them. On PostgreSQL both pools are the same.
+#[derive(Clone)]
+pub struct Db {
+    pub backend: Backend,
+    read: Pool,
+    write: Pool,
+}
+
+impl Db {
+    pub fn open(url: &str) -> Result<Db, DbError> {
+        let backend = Backend::from_url(url)?;
+        let manager = Manager {
+            backend: backend.clone(),
+        };
+        if let Backend::Sqlite(path) = &backend {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| DbError::Connect {
+                    target: backend.describe(),
+                    reason: format!("cannot create directory {}: {e}", dir.display()),
+                })?;
+            }
+        }
+        // One direct connection first, so a bad URL or a dead server is reported as
+        // it is (host, reason) instead of after a pool time-out.
+        manager.connect().map_err(|e| DbError::Connect {
+            target: backend.describe(),
+            reason: e.to_string(),
+        })?;
+        let build = |size: u32| {
+            r2d2::Pool::builder()
+                .max_size(size)
+                .min_idle(Some(1))
+                .connection_timeout(Duration::from_secs(10))
+                .build(manager.clone())
+                .map_err(|e| DbError::Connect {
+                    target: backend.describe(),
+                    reason: e.to_string(),
+                })
+        };
+        let (read, write) = match backend {
+            Backend::Sqlite(_) => (build(8)?, build(1)?),
+            Backend::Postgres(_) => {
+                let pool = build(16)?;
+                (pool.clone(), pool)
+            }
+        };
+        Ok(Db {
+            backend,
+            read,
+            write,
+        })
+    }
+
+    pub fn read(&self) -> Result<Conn, DbError> {
+        Ok(self.read.get()?)
+    }
+
+    pub fn write(&self) -> Result<Conn, DbError> {
+        Ok(self.write.get()?)
+    }
+
+    pub fn run_migrations(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.write()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+            DbConnection::Postgresql(c) => c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+        };
+        applied.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// True when every embedded migration has been applied.
+    pub fn migrations_applied(&self) -> Result<bool, DbError> {
+        let mut conn = self.read()?;
+        let pending = match &mut *conn {
+            DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+            DbConnection::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+        };
+        pending
+            .map(|p| !p)
+            .map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// Runs blocking diesel work on the blocking pool, off the async workers.
+    pub async fn run<T, E, F>(&self, on_writer: bool, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + From<tokio::task::JoinError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = if on_writer { db.write()? } else { db.read()? };
+            f(&mut conn)
+        })
+        .await?
+    }
+}
+
+impl From<DbError> for crate::error::AppError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Query(q) => crate::error::AppError::Database(q),
+            DbError::Pool(p) => crate::error::AppError::Pool(p),
+            other => crate::error::AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for DbError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        DbError::Task(e.to_string())
+    }
+}

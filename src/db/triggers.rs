@@ -1,0 +1,94 @@
+//! Queries on `triggers`. Claiming due triggers lives in `scheduler::claim`, which
+//! composes these with the fire inserts in one transaction.
+
+use diesel::prelude::*;
+
+use super::schema::triggers;
+use super::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = triggers)]
+pub struct TriggerRow {
+    pub id: String,
+    pub job_id: String,
+    pub position: i32,
+    pub kind: String,
+    pub spec: String,
+    pub next_fire_at: Option<i64>,
+    pub fire_count: i64,
+    pub created_at: i64,
+}
+
+pub fn insert_many(conn: &mut DbConnection, rows: &[TriggerRow]) -> QueryResult<()> {
+    for row in rows {
+        diesel::insert_into(triggers::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<Vec<TriggerRow>> {
+    triggers::table
+        .filter(triggers::job_id.eq(job_id))
+        .order(triggers::position.asc())
+        .select(TriggerRow::as_select())
+        .load(conn)
+}
+
+pub fn for_jobs(conn: &mut DbConnection, job_ids: &[String]) -> QueryResult<Vec<TriggerRow>> {
+    triggers::table
+        .filter(triggers::job_id.eq_any(job_ids))
+        .order((triggers::job_id.asc(), triggers::position.asc()))
+        .select(TriggerRow::as_select())
+        .load(conn)
+}
+
+pub fn delete_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<usize> {
+    diesel::delete(triggers::table.filter(triggers::job_id.eq(job_id))).execute(conn)
+}
+
+pub fn set_next_fire_at(
+    conn: &mut DbConnection,
+    id: &str,
+    next: Option<i64>,
+    fired: i64,
+) -> QueryResult<usize> {
+    diesel::update(triggers::table.find(id))
+        .set((
+            triggers::next_fire_at.eq(next),
+            triggers::fire_count.eq(triggers::fire_count + fired),
+        ))
+        .execute(conn)
+}
+
+/// Due triggers, earliest first. On PostgreSQL the rows are locked with SKIP LOCKED
+/// so concurrent nodes claim disjoint sets without a global lock.
+pub fn select_due_for_claim(
+    conn: &mut DbConnection,
+    horizon: i64,
+    limit: i64,
+) -> QueryResult<Vec<TriggerRow>> {
+    // The query is spelled once but typed per backend: FOR UPDATE exists only on PostgreSQL.
+    macro_rules! due {
+        () => {
+            triggers::table
+                .filter(triggers::next_fire_at.le(horizon))
+                .order(triggers::next_fire_at.asc())
+                .limit(limit)
+                .select(TriggerRow::as_select())
+        };
+    }
+    match conn {
+        DbConnection::Postgresql(pg) => due!().for_update().skip_locked().load(pg),
+        DbConnection::Sqlite(lite) => due!().load(lite),
+    }
+}
+
+/// Earliest pending instant over all triggers, to know how long the loop may sleep.
+pub fn earliest_next_fire_at(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
+    use diesel::dsl::min;
+    triggers::table
+        .select(min(triggers::next_fire_at))
+        .first(conn)
+}

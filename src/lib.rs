@@ -1,0 +1,26 @@
+//! cronhook: a Quartz-style scheduler that fires jobs by calling HTTP endpoints.
+//!
+//! Where things live:
+//! - [`configuration`]: settings from file, environment and flags.
+//! - [`domain`]: jobs, triggers and fires as the rest of the code sees them, with validation.
+//! - [`schedule`]: when things fire (Quartz cron, at, interval, immediate).
+//! - [`db`]: the diesel schema and the queries, next to the tables they touch.
+//! - [`scheduler`]: the loop that claims due triggers and creates fires, and the sweepers.
+//! - [`dispatch`]: the signed HTTP call to a fire's target.
+//! - [`routes`]: the HTTP API; [`auth`]: admin tokens and executor signatures.
+//! - [`startup`]: wires it all into a running [`startup::Application`].
+
+pub mod auth;
+pub mod cli;
+pub mod configuration;
+pub mod db;
+pub mod dispatch;
+pub mod domain;
+pub mod error;
+pub mod lifecycle;
+pub mod routes;
+pub mod schedule;
+pub mod scheduler;
+pub mod startup;
+pub mod state;
+pub mod time;

@@ -1,0 +1,109 @@
+//! `/api/v1/fires`: list and get for operators; the signed write-back for executors.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use cronhook_sdk::protocol::WriteBack;
+use serde::Deserialize;
+
+use super::{page_bounds, parse_id, Page, State};
+use crate::auth::{Admin, AuthState};
+use crate::db;
+use crate::domain::FireState;
+use crate::error::{AppError, AppResult};
+use crate::routes::views::FireView;
+use crate::scheduler::outcome::{apply_write_back, WriteBackResult};
+use crate::time::now_ms;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    job_id: Option<String>,
+    state: Option<String>,
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppResult<HttpResponse> {
+    let query = query.into_inner();
+    let (limit, offset) = page_bounds(query.limit, query.offset)?;
+    if let Some(s) = &query.state {
+        if FireState::parse(s).is_none() {
+            let known: Vec<&str> = FireState::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(AppError::invalid(
+                "state",
+                format!("{s:?} is not a fire state ({})", known.join(", ")),
+            ));
+        }
+    }
+    let job_id = query
+        .job_id
+        .as_deref()
+        .map(|id| parse_id("job", id))
+        .transpose()?;
+    let filter = db::fires::FireFilter {
+        job_id,
+        state: query.state,
+        from: query.from.map(|t| t.timestamp_millis()),
+        until: query.until.map(|t| t.timestamp_millis()),
+        limit,
+        offset,
+    };
+    let (rows, total) = state
+        .db
+        .run(false, move |conn| {
+            db::fires::list(conn, &filter).map_err(AppError::from)
+        })
+        .await?;
+    let items = rows.iter().map(FireView::from).collect();
+    Ok(HttpResponse::Ok().json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+pub async fn get(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = parse_id("fire", &id)?;
+    let fire = state
+        .db
+        .run(false, move |conn| {
+            db::fires::find(conn, &id)?
+                .ok_or_else(|| AppError::NotFound(format!("no fire with id {id}")))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(FireView::from(&fire)))
+}
+
+/// `POST /api/v1/fires/{id}/result`, signed by the executor over the raw body.
+pub async fn write_back(
+    req: HttpRequest,
+    state: State,
+    auth: web::Data<AuthState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    auth.verify_signature(&req, &body)?;
+    let result: WriteBack =
+        serde_json::from_slice(&body).map_err(|e| AppError::Invalid(format!("body: {e}")))?;
+    let id = parse_id("fire", &id)?;
+    let fire_id = id.clone();
+    let outcome = state
+        .db
+        .run(true, move |conn| {
+            apply_write_back(conn, &fire_id, &result, now_ms())
+        })
+        .await?;
+    if outcome == WriteBackResult::Recorded {
+        log::info!("fire {id}: result recorded");
+        // A failure may have scheduled a retry.
+        state.scheduler.wake();
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "fire_id": id,
+        "accepted": true,
+        "repeat": outcome == WriteBackResult::Repeat,
+    })))
+}

@@ -1,0 +1,412 @@
+//! Where fires are created: due triggers are claimed in batches, their fire rows
+//! inserted in state `fired` and their `next_fire_at` advanced — all in one
+//! transaction, so a fire row is durable before any request for it is sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use diesel::Connection;
+
+use crate::db::fires::FireRow;
+use crate::db::jobs::JobRow;
+use crate::db::triggers::TriggerRow;
+use crate::db::{self, DbConnection};
+use crate::domain::{FireState, JobSpec, JobState, MisfirePolicy, TriggerSpec};
+use crate::error::AppError;
+use crate::time::Millis;
+
+/// A job as the dispatcher needs it.
+#[derive(Debug)]
+pub struct JobForDispatch {
+    pub id: String,
+    pub key: String,
+    pub version: i32,
+    pub spec: JobSpec,
+}
+
+impl JobForDispatch {
+    pub fn from_row(row: &JobRow) -> Result<JobForDispatch, AppError> {
+        let spec: JobSpec = serde_json::from_str(&row.spec).map_err(|e| {
+            AppError::Internal(format!("job {} has an unreadable spec: {e}", row.id))
+        })?;
+        Ok(JobForDispatch {
+            id: row.id.clone(),
+            key: format!("{}/{}", row.group_name, row.name),
+            version: row.version,
+            spec,
+        })
+    }
+}
+
+/// A recorded fire owned by this node, waiting for its instant.
+#[derive(Debug, Clone)]
+pub struct DueFire {
+    pub fire: FireRow,
+    pub job: Arc<JobForDispatch>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimWindow {
+    pub now: Millis,
+    /// Instants up to here are claimed now and held in memory until due.
+    pub horizon: Millis,
+    pub batch: i64,
+    pub misfire_threshold_ms: u64,
+    pub catch_up_max: u32,
+}
+
+/// One instant a trigger produced in a claim round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedInstant {
+    pub scheduled_at: Millis,
+    pub due_at: Millis,
+    pub state: FireState,
+    pub note: Option<String>,
+}
+
+/// What one trigger yields for a claim round, and where it goes next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerPlan {
+    pub instants: Vec<PlannedInstant>,
+    pub next_fire_at: Option<Millis>,
+}
+
+/// Missed instants counted one by one before jumping ahead (a months-old every-second
+/// trigger would otherwise take long to walk).
+const MAX_MISSED_WALK: usize = 100_000;
+/// Instants one trigger may produce within one lookahead window.
+const MAX_INSTANTS_PER_CLAIM: usize = 10_000;
+
+/// Applies the misfire policy to instants older than the threshold, then takes every
+/// instant up to the horizon.
+pub fn plan_trigger(spec: &TriggerSpec, first: Millis, window: &ClaimWindow) -> TriggerPlan {
+    let threshold = spec
+        .misfire_threshold_ms
+        .unwrap_or(window.misfire_threshold_ms) as i64;
+    let late_cutoff = window.now - threshold;
+    let keep = match spec.misfire {
+        MisfirePolicy::CatchUp => window.catch_up_max.max(1) as usize,
+        _ => 1,
+    };
+    let mut recent_missed: std::collections::VecDeque<Millis> =
+        std::collections::VecDeque::with_capacity(keep);
+    let mut missed = 0usize;
+    let mut cursor = Some(first);
+    while let Some(instant) = cursor.filter(|i| *i < late_cutoff) {
+        missed += 1;
+        if recent_missed.len() == keep {
+            recent_missed.pop_front();
+        }
+        recent_missed.push_back(instant);
+        cursor = if missed >= MAX_MISSED_WALK {
+            spec.first_at_or_after(late_cutoff)
+        } else {
+            spec.next_after(instant)
+        };
+    }
+
+    let mut instants = Vec::new();
+    if missed > 0 {
+        let plural = if missed == 1 { "" } else { "s" };
+        match spec.misfire {
+            MisfirePolicy::FireNow => {
+                let last = recent_missed.back().copied().unwrap_or(first);
+                instants.push(PlannedInstant {
+                    scheduled_at: last,
+                    due_at: window.now,
+                    state: FireState::Fired,
+                    note: Some(format!(
+                        "misfire: {missed} instant{plural} missed; fired once now"
+                    )),
+                });
+            }
+            MisfirePolicy::Skip => {
+                let last = recent_missed.back().copied().unwrap_or(first);
+                instants.push(PlannedInstant {
+                    scheduled_at: last,
+                    due_at: window.now,
+                    state: FireState::Misfired,
+                    note: Some(format!(
+                        "misfire: {missed} instant{plural} missed; skipped per policy"
+                    )),
+                });
+            }
+            MisfirePolicy::CatchUp => {
+                let dropped = missed - recent_missed.len();
+                for (i, at) in recent_missed.iter().enumerate() {
+                    let note = (i == 0 && dropped > 0)
+                        .then(|| format!("misfire: {dropped} older instant(s) beyond catch_up_max were not fired"));
+                    instants.push(PlannedInstant {
+                        scheduled_at: *at,
+                        due_at: window.now,
+                        state: FireState::Fired,
+                        note,
+                    });
+                }
+            }
+        }
+    }
+    while let Some(instant) = cursor.filter(|i| *i <= window.horizon) {
+        if instants.len() >= MAX_INSTANTS_PER_CLAIM {
+            break;
+        }
+        instants.push(PlannedInstant {
+            scheduled_at: instant,
+            due_at: instant,
+            state: FireState::Fired,
+            note: None,
+        });
+        cursor = spec.next_after(instant);
+    }
+    TriggerPlan {
+        instants,
+        next_fire_at: cursor,
+    }
+}
+
+pub fn new_fire_row(
+    job: &JobForDispatch,
+    trigger_id: Option<&str>,
+    attempt: i32,
+    scheduled_at: Millis,
+    due_at: Millis,
+    now: Millis,
+    owner: Option<&str>,
+) -> FireRow {
+    FireRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        job_id: job.id.clone(),
+        trigger_id: trigger_id.map(str::to_string),
+        job_version: job.version,
+        attempt,
+        state: FireState::Fired.as_str().into(),
+        scheduled_at,
+        due_at,
+        fired_at: now,
+        dispatched_at: None,
+        acked_at: None,
+        finished_at: None,
+        deadline_at: None,
+        owner_node: owner.map(str::to_string),
+        executor: None,
+        http_status: None,
+        payload: None,
+        output: None,
+        output_truncated: false,
+        error: None,
+        reported_started_at: None,
+        reported_finished_at: None,
+        late_result: None,
+    }
+}
+
+/// Loads the jobs behind a set of rows, keyed by id.
+fn load_jobs(
+    conn: &mut DbConnection,
+    ids: Vec<String>,
+) -> Result<HashMap<String, (JobRow, Arc<JobForDispatch>)>, AppError> {
+    let mut ids = ids;
+    ids.sort();
+    ids.dedup();
+    let mut jobs = HashMap::with_capacity(ids.len());
+    for row in db::jobs::find_many(conn, &ids)? {
+        match JobForDispatch::from_row(&row) {
+            Ok(job) => {
+                jobs.insert(row.id.clone(), (row, Arc::new(job)));
+            }
+            Err(e) => log::error!("{e}"),
+        }
+    }
+    Ok(jobs)
+}
+
+/// Claims due triggers for `node` and records their fires. Returns the fires to
+/// dispatch and whether the batch was full (more may be due).
+pub fn claim_due_triggers(
+    conn: &mut DbConnection,
+    node: &str,
+    window: &ClaimWindow,
+) -> Result<(Vec<DueFire>, bool), AppError> {
+    conn.transaction(|conn| {
+        let triggers: Vec<TriggerRow> =
+            db::triggers::select_due_for_claim(conn, window.horizon, window.batch)?;
+        let full = triggers.len() as i64 == window.batch;
+        if triggers.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let jobs = load_jobs(conn, triggers.iter().map(|t| t.job_id.clone()).collect())?;
+        let mut rows = Vec::new();
+        let mut owners: Vec<Arc<JobForDispatch>> = Vec::new();
+        for trigger in &triggers {
+            let Some(first) = trigger.next_fire_at else {
+                continue;
+            };
+            let job = jobs.get(&trigger.job_id);
+            let spec: Option<TriggerSpec> = serde_json::from_str(&trigger.spec)
+                .map_err(|e| log::error!("trigger {} has an unreadable spec: {e}", trigger.id))
+                .ok();
+            let (Some((job_row, job)), Some(spec)) = (job, spec) else {
+                // Nothing sensible to fire; park the trigger instead of spinning on it.
+                db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
+                continue;
+            };
+            if JobState::parse(&job_row.state) != Some(JobState::Active) {
+                db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
+                continue;
+            }
+            let plan = plan_trigger(&spec, first, window);
+            let fired = plan
+                .instants
+                .iter()
+                .filter(|i| i.state == FireState::Fired)
+                .count() as i64;
+            for planned in &plan.instants {
+                let mut row = new_fire_row(
+                    job,
+                    Some(&trigger.id),
+                    1,
+                    planned.scheduled_at,
+                    planned.due_at,
+                    window.now,
+                    Some(node),
+                );
+                row.error = planned.note.clone();
+                if planned.state != FireState::Fired {
+                    row.state = planned.state.as_str().into();
+                    row.finished_at = Some(window.now);
+                    row.owner_node = None;
+                }
+                rows.push(row);
+                owners.push(job.clone());
+            }
+            db::triggers::set_next_fire_at(conn, &trigger.id, plan.next_fire_at, fired)?;
+        }
+        let inserted: std::collections::HashSet<String> =
+            db::fires::insert_new(conn, &rows)?.into_iter().collect();
+        let due = rows
+            .into_iter()
+            .zip(owners)
+            .filter(|(row, _)| row.state == FireState::Fired.as_str() && inserted.contains(&row.id))
+            .map(|(fire, job)| DueFire { fire, job })
+            .collect();
+        Ok((due, full))
+    })
+}
+
+/// Claims recorded-but-undispatched fires nobody owns (retries, run-now, handed back).
+pub fn claim_pending_fires(
+    conn: &mut DbConnection,
+    node: &str,
+    window: &ClaimWindow,
+) -> Result<(Vec<DueFire>, bool), AppError> {
+    conn.transaction(|conn| {
+        let fires = db::fires::claim_pending(conn, node, window.horizon, window.batch)?;
+        let full = fires.len() as i64 == window.batch;
+        if fires.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let jobs = load_jobs(conn, fires.iter().map(|f| f.job_id.clone()).collect())?;
+        let mut due = Vec::with_capacity(fires.len());
+        for fire in fires {
+            match jobs.get(&fire.job_id) {
+                Some((_, job)) => due.push(DueFire {
+                    fire,
+                    job: job.clone(),
+                }),
+                None => log::warn!(
+                    "fire {} belongs to a job that no longer exists; not dispatched",
+                    fire.id
+                ),
+            }
+        }
+        Ok((due, full))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TriggerKind;
+
+    fn every_second(misfire: MisfirePolicy) -> TriggerSpec {
+        TriggerSpec {
+            kind: TriggerKind::Interval,
+            expression: None,
+            time_zone: None,
+            at: None,
+            interval_ms: Some(1_000),
+            start_at: Some(0),
+            repeat_count: None,
+            misfire,
+            misfire_threshold_ms: Some(5_000),
+        }
+    }
+
+    fn window(now: Millis) -> ClaimWindow {
+        ClaimWindow {
+            now,
+            horizon: now + 1_000,
+            batch: 100,
+            misfire_threshold_ms: 5_000,
+            catch_up_max: 3,
+        }
+    }
+
+    #[test]
+    fn on_time_instants_up_to_the_horizon() {
+        let plan = plan_trigger(
+            &every_second(MisfirePolicy::FireNow),
+            10_000,
+            &window(10_000),
+        );
+        let at: Vec<_> = plan.instants.iter().map(|i| i.scheduled_at).collect();
+        assert_eq!(at, vec![10_000, 11_000]);
+        assert_eq!(plan.next_fire_at, Some(12_000));
+    }
+
+    #[test]
+    fn fire_now_fires_the_latest_missed_instant_once() {
+        // Down from 10 s to 100 s: instants 10..=94 s are beyond the 5 s threshold.
+        let plan = plan_trigger(
+            &every_second(MisfirePolicy::FireNow),
+            10_000,
+            &window(100_000),
+        );
+        assert_eq!(plan.instants[0].scheduled_at, 94_000);
+        assert_eq!(plan.instants[0].due_at, 100_000);
+        assert_eq!(plan.instants[0].state, FireState::Fired);
+        assert!(plan.instants[0]
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("85 instants missed"));
+        // Then the instants within the threshold and the lookahead, on their own times.
+        assert_eq!(plan.instants[1].scheduled_at, 95_000);
+        assert_eq!(plan.instants.last().map(|i| i.scheduled_at), Some(101_000));
+    }
+
+    #[test]
+    fn skip_records_a_misfire_and_catch_up_is_bounded() {
+        let plan = plan_trigger(&every_second(MisfirePolicy::Skip), 10_000, &window(100_000));
+        assert_eq!(plan.instants[0].state, FireState::Misfired);
+        assert_eq!(
+            plan.instants
+                .iter()
+                .filter(|i| i.state == FireState::Fired && i.scheduled_at < 95_000)
+                .count(),
+            0
+        );
+        let plan = plan_trigger(
+            &every_second(MisfirePolicy::CatchUp),
+            10_000,
+            &window(100_000),
+        );
+        let caught: Vec<_> = plan
+            .instants
+            .iter()
+            .filter(|i| i.scheduled_at < 95_000)
+            .map(|i| i.scheduled_at)
+            .collect();
+        assert_eq!(caught, vec![92_000, 93_000, 94_000]);
+    }
+}

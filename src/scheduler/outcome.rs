@@ -1,0 +1,153 @@
+//! Ending a fire: the state change and, when the job's retry policy allows, the
+//! next attempt — in one transaction, so a retry is never lost or made twice.
+
+use diesel::Connection;
+use rand::Rng;
+
+use crate::db::fires::{Finish, FireRow};
+use crate::db::{self, DbConnection};
+use crate::domain::{FireState, JobSpec};
+use crate::error::AppError;
+use crate::time::Millis;
+
+use super::claim::{new_fire_row, JobForDispatch};
+
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// False when another writer ended the fire first.
+    pub changed: bool,
+    pub retry: Option<FireRow>,
+}
+
+/// Moves `fire` from one of `from` to `finish.state`; schedules a retry at its backoff
+/// instant if the outcome is a failure and attempts remain.
+pub fn end_fire(
+    conn: &mut DbConnection,
+    fire: &FireRow,
+    from: &[&str],
+    finish: &Finish,
+) -> Result<Ended, AppError> {
+    conn.transaction(|conn| {
+        let changed = db::fires::finish(conn, &fire.id, from, finish)? == 1;
+        if !changed {
+            return Ok(Ended::default());
+        }
+        let state = FireState::parse(finish.state).unwrap_or(FireState::Failed);
+        let retry = if state.is_retryable_failure() {
+            schedule_retry(conn, fire, finish.finished_at)?
+        } else {
+            None
+        };
+        Ok(Ended { changed, retry })
+    })
+}
+
+fn schedule_retry(
+    conn: &mut DbConnection,
+    fire: &FireRow,
+    now: Millis,
+) -> Result<Option<FireRow>, AppError> {
+    let Some(job_row) = db::jobs::find(conn, &fire.job_id)? else {
+        return Ok(None);
+    };
+    let spec: JobSpec = match serde_json::from_str(&job_row.spec) {
+        Ok(spec) => spec,
+        Err(_) => return Ok(None),
+    };
+    if fire.attempt as u32 >= spec.retry.max_attempts {
+        return Ok(None);
+    }
+    let job = JobForDispatch {
+        id: job_row.id.clone(),
+        key: String::new(),
+        version: job_row.version,
+        spec,
+    };
+    let wait = job
+        .spec
+        .retry
+        .backoff_after(fire.attempt as u32, rand::thread_rng().gen::<f64>());
+    let mut row = new_fire_row(
+        &job,
+        fire.trigger_id.as_deref(),
+        fire.attempt + 1,
+        fire.scheduled_at,
+        now + wait as i64,
+        now,
+        None,
+    );
+    row.payload = fire.payload.clone();
+    let inserted = db::fires::insert_new(conn, std::slice::from_ref(&row))?;
+    Ok((!inserted.is_empty()).then_some(row))
+}
+
+/// How a write-back was taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteBackResult {
+    /// The fire was open and now has this result.
+    Recorded,
+    /// The same result was already stored (a retried delivery).
+    Repeat,
+}
+
+/// Applies an executor's result to a fire. Terminal states never change: an
+/// identical repeat is accepted, a different result is a conflict (and, for a fire
+/// that timed out or was lost, kept on record as a late result).
+pub fn apply_write_back(
+    conn: &mut DbConnection,
+    fire_id: &str,
+    result: &cronhook_sdk::protocol::WriteBack,
+    now: Millis,
+) -> Result<WriteBackResult, AppError> {
+    use cronhook_sdk::protocol::{truncate_output, ResultStatus};
+    let fire = db::fires::find(conn, fire_id)?
+        .ok_or_else(|| AppError::NotFound(format!("no fire with id {fire_id}")))?;
+    let state = match result.status {
+        ResultStatus::Succeeded => FireState::Succeeded,
+        ResultStatus::Failed => FireState::Failed,
+    };
+    let mut output = result.output.clone();
+    let truncated = output.as_mut().map(truncate_output).unwrap_or(false);
+    let current = FireState::parse(&fire.state).unwrap_or(FireState::Failed);
+    if !current.is_terminal() {
+        let finish = Finish {
+            state: state.as_str(),
+            finished_at: now,
+            output: output.clone(),
+            output_truncated: truncated,
+            error: result.error.clone(),
+            reported_started_at: result.started_at.map(|t| t.timestamp_millis()),
+            reported_finished_at: result.finished_at.map(|t| t.timestamp_millis()),
+            ..Default::default()
+        };
+        if end_fire(conn, &fire, &["fired", "running"], &finish)?.changed {
+            return Ok(WriteBackResult::Recorded);
+        }
+    }
+    // Already terminal (possibly just now, by another writer): compare.
+    let stored = db::fires::find(conn, fire_id)?
+        .ok_or_else(|| AppError::NotFound(format!("no fire with id {fire_id}")))?;
+    if stored.state == state.as_str() && stored.output == output && stored.error == result.error {
+        return Ok(WriteBackResult::Repeat);
+    }
+    if matches!(
+        FireState::parse(&stored.state),
+        Some(FireState::TimedOut | FireState::Lost | FireState::Cancelled)
+    ) {
+        let late = serde_json::json!({
+            "status": state.as_str(),
+            "output": output,
+            "error": result.error,
+            "received_at": crate::time::to_rfc3339(now),
+        });
+        db::fires::record_late_result(conn, fire_id, &late.to_string())?;
+        return Err(AppError::Conflict(format!(
+            "fire {fire_id} already ended as {}; the late result was recorded but does not change it",
+            stored.state
+        )));
+    }
+    Err(AppError::Conflict(format!(
+        "fire {fire_id} already ended as {} with a different result",
+        stored.state
+    )))
+}

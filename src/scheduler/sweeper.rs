@@ -1,0 +1,110 @@
+//! Background sweeps every node runs: its heartbeat, deadlines of running fires,
+//! and taking over fires that dead nodes recorded but never dispatched. Each sweep
+//! is a compare-and-set, so running them on every node at once is safe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::configuration::SchedulerSettings;
+use crate::db::fires::Finish;
+use crate::db::nodes::NodeRow;
+use crate::db::{self, Db};
+use crate::domain::FireState;
+use crate::error::AppError;
+use crate::time::now_ms;
+
+use super::outcome::end_fire;
+use super::SchedulerHandle;
+
+/// Fires ended per deadline sweep, so one sweep never holds the writer for long.
+const SWEEP_BATCH: i64 = 500;
+
+pub fn register_node(db: &Db, node_id: &str) -> Result<(), AppError> {
+    let mut conn = db.write()?;
+    let now = now_ms();
+    if db.backend.is_sqlite() {
+        // SQLite is single-node (a file lock guarantees it), so any other node row
+        // is a previous run of this one: it is dead, and its claimed fires are ours.
+        use diesel::prelude::*;
+        diesel::update(db::schema::nodes::table.filter(db::schema::nodes::stopped_at.is_null()))
+            .set(db::schema::nodes::stopped_at.eq(now))
+            .execute(&mut *conn)?;
+        db::fires::release_orphaned(&mut conn, &[])?;
+    }
+    let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    db::nodes::register(
+        &mut conn,
+        &NodeRow {
+            id: node_id.to_string(),
+            hostname,
+            started_at: now,
+            last_heartbeat_at: now,
+            stopped_at: None,
+        },
+    )?;
+    Ok(())
+}
+
+pub async fn sweep_loop(
+    db: Db,
+    settings: SchedulerSettings,
+    node: Arc<str>,
+    handle: SchedulerHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = sweep_once(&db, &settings, &node, &handle).await {
+            log::warn!("sweep failed: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(settings.sweep_interval_ms)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn sweep_once(
+    db: &Db,
+    settings: &SchedulerSettings,
+    node: &Arc<str>,
+    handle: &SchedulerHandle,
+) -> Result<(), AppError> {
+    let node_id = node.to_string();
+    let node_timeout = settings.node_timeout_ms as i64;
+    let (timed_out, released, retries) = db
+        .run(true, move |conn| -> Result<(usize, usize, usize), AppError> {
+            let now = now_ms();
+            if !db::nodes::heartbeat(conn, &node_id, now)? {
+                log::error!("this node ({node_id}) was declared dead by another node; its claimed fires have been taken over");
+            }
+            let live = db::nodes::live_ids(conn, now - node_timeout)?;
+            let released = db::fires::release_orphaned(conn, &live)?;
+            let mut timed_out = 0;
+            let mut retries = 0;
+            for fire in db::fires::past_deadline(conn, now, SWEEP_BATCH)? {
+                let finish = Finish {
+                    state: FireState::TimedOut.as_str(),
+                    finished_at: now,
+                    error: Some("deadline passed without a result".into()),
+                    ..Default::default()
+                };
+                let ended = end_fire(conn, &fire, &["running"], &finish)?;
+                if ended.changed {
+                    timed_out += 1;
+                    log::info!("fire {} job_id {}: timed out", fire.id, fire.job_id);
+                }
+                retries += usize::from(ended.retry.is_some());
+            }
+            Ok((timed_out, released, retries))
+        })
+        .await?;
+    if released > 0 {
+        log::warn!("took over {released} fire(s) claimed by stopped or dead nodes");
+    }
+    if released > 0 || retries > 0 || timed_out > 0 {
+        handle.wake();
+    }
+    Ok(())
+}
