@@ -117,10 +117,11 @@ impl Settings {
         // CRONHOOK_* variables (the test suite's, say) do not break start-up.
         figment = figment
             .merge(Env::prefixed("CRONHOOK_").split("__").filter(|k| {
-                let k = k.as_str();
+                // Keys keep the environment's case here (CRONHOOK_DATABASE_URL → DATABASE_URL).
+                let k = k.as_str().to_ascii_lowercase();
                 Settings::ENV_KEYS
                     .iter()
-                    .any(|known| k == *known || k.starts_with("scheduler"))
+                    .any(|known| k == *known || k.starts_with("scheduler."))
             }))
             .merge(overrides);
         let settings: Settings = figment

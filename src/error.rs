@@ -18,6 +18,8 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("database pool: {0}")]
@@ -40,6 +42,7 @@ impl AppError {
             AppError::Conflict(_) => "Conflict",
             AppError::Unauthorized(_) => "Unauthorized",
             AppError::PayloadTooLarge(_) => "Payload too large",
+            AppError::UnsupportedMediaType(_) => "Unsupported media type",
             AppError::Database(_) | AppError::Pool(_) | AppError::Internal(_) => "Internal error",
         }
     }
@@ -86,6 +89,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Database(_) | AppError::Pool(_) | AppError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

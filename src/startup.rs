@@ -58,6 +58,11 @@ fn lock_sqlite_file(backend: &Backend) -> Result<Option<File>, StartError> {
         return Ok(None);
     };
     let lock_path = path.with_extension("lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StartError::Other(format!("cannot create directory {}: {e}", dir.display()))
+        })?;
+    }
     let file = File::options()
         .create(true)
         .truncate(false)

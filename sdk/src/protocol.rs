@@ -115,6 +115,50 @@ pub struct HeartbeatReply {
     pub cancel: Vec<Uuid>,
 }
 
+/// Path of the heartbeat endpoint on the scheduler.
+pub const HEARTBEAT_PATH: &str = "/api/v1/executors/heartbeat";
+/// Default path prefix under which the SDK mounts its routes.
+pub const DEFAULT_PREFIX: &str = "/cronhook";
+/// Route (below the SDK prefix) receiving dispatches: `POST {prefix}/fires`.
+pub const FIRES_ROUTE: &str = "/fires";
+/// Route (below the SDK prefix) answering health: `GET {prefix}/healthz`.
+pub const HEALTH_ROUTE: &str = "/healthz";
+
+/// Where an executor is with a fire it knows.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorFireState {
+    Queued,
+    Running,
+    Finished,
+}
+
+/// Answer to `GET {prefix}/fires/{fire_id}` on an executor (404 when it does not know
+/// the fire). The request is signed like a dispatch, over an empty body, because a
+/// finished fire's result may carry the job's output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FireStatusReply {
+    pub fire_id: Uuid,
+    pub state: ExecutorFireState,
+    /// Present once the fire finished. `output` is only included while the result
+    /// still waits for delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<WriteBack>,
+    /// Whether the write-back is done (accepted, or finally refused by the scheduler).
+    #[serde(default)]
+    pub delivered: bool,
+}
+
+/// Answer to `GET {prefix}/healthz` on an executor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecutorHealth {
+    /// `ok`, or `draining` while shutting down (then the status code is 503).
+    pub status: String,
+    pub running: u32,
+    pub queued: u32,
+    pub capacity: u32,
+}
+
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {

@@ -273,6 +273,22 @@ pub fn drop_pending_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResul
     .execute(conn)
 }
 
+/// Whether the trigger has a first-attempt fire for an instant after `scheduled_at`.
+pub fn has_later_fire(
+    conn: &mut DbConnection,
+    trigger_id: &str,
+    scheduled_at: i64,
+) -> QueryResult<bool> {
+    use diesel::dsl::exists;
+    diesel::select(exists(
+        fires::table
+            .filter(fires::trigger_id.eq(trigger_id))
+            .filter(fires::attempt.eq(1))
+            .filter(fires::scheduled_at.gt(scheduled_at)),
+    ))
+    .get_result(conn)
+}
+
 pub fn count_running_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<i64> {
     fires::table
         .filter(fires::job_id.eq(job_id))

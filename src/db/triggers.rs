@@ -44,6 +44,13 @@ pub fn for_jobs(conn: &mut DbConnection, job_ids: &[String]) -> QueryResult<Vec<
         .load(conn)
 }
 
+pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<TriggerRow>> {
+    triggers::table
+        .filter(triggers::id.eq_any(ids))
+        .select(TriggerRow::as_select())
+        .load(conn)
+}
+
 pub fn delete_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<usize> {
     diesel::delete(triggers::table.filter(triggers::job_id.eq(job_id))).execute(conn)
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use cronhook_sdk::protocol::WriteBack;
 use serde::Deserialize;
 
-use super::{page_bounds, parse_id, Page, State};
+use super::{page_bounds, parse_id, parse_json, Page, RawBody, State};
 use crate::auth::{Admin, AuthState};
 use crate::db;
 use crate::domain::FireState;
@@ -83,11 +83,10 @@ pub async fn write_back(
     state: State,
     auth: web::Data<AuthState>,
     id: web::Path<String>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> AppResult<HttpResponse> {
     auth.verify_signature(&req, &body)?;
-    let result: WriteBack =
-        serde_json::from_slice(&body).map_err(|e| AppError::Invalid(format!("body: {e}")))?;
+    let result: WriteBack = parse_json(&body)?;
     let id = parse_id("fire", &id)?;
     let fire_id = id.clone();
     let outcome = state

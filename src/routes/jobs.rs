@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::{page_bounds, parse_id, Page, State};
+use super::{page_bounds, parse_id, parse_json, JsonBody, Page, RawBody, State};
 use crate::auth::Admin;
 use crate::db;
 use crate::domain::JobInput;
@@ -21,8 +21,11 @@ fn created(stored: &StoredJob) -> HttpResponse {
         .json(JobView::from(stored))
 }
 
-pub async fn create(_: Admin, state: State, input: web::Json<JobInput>) -> AppResult<HttpResponse> {
-    let input = input.into_inner();
+pub async fn create(
+    _: Admin,
+    state: State,
+    JsonBody(input): JsonBody<JobInput>,
+) -> AppResult<HttpResponse> {
     let now = now_ms();
     let spec = input.validate(state.settings.scheduler.default_job_timeout_ms)?;
     let triggers = lifecycle::validate_triggers(&input, now)?;
@@ -102,10 +105,9 @@ pub async fn update(
     _: Admin,
     state: State,
     id: web::Path<String>,
-    input: web::Json<JobInput>,
+    JsonBody(input): JsonBody<JobInput>,
 ) -> AppResult<HttpResponse> {
     let id = parse_id("job", &id)?;
-    let input = input.into_inner();
     let now = now_ms();
     let spec = input.validate(state.settings.scheduler.default_job_timeout_ms)?;
     let triggers = lifecycle::validate_triggers(&input, now)?;
@@ -166,16 +168,14 @@ pub async fn run_now(
     _: Admin,
     state: State,
     id: web::Path<String>,
-    body: web::Bytes,
+    RawBody(body): RawBody,
 ) -> AppResult<HttpResponse> {
     let id = parse_id("job", &id)?;
     // The body is optional: empty means "use the job's payload".
     let payload = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<RunNow>(&body)
-            .map_err(|e| AppError::Invalid(format!("body: {e}")))?
-            .payload
+        parse_json::<RunNow>(&body)?.payload
     };
     let fire = state
         .db

@@ -7,7 +7,10 @@ mod health;
 mod jobs;
 mod views;
 
-use actix_web::{error::InternalError, web, HttpRequest};
+use actix_web::dev::Payload;
+use actix_web::{error::InternalError, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
 
 use crate::error::{problem_response, AppError};
 use crate::state::AppState;
@@ -16,8 +19,7 @@ pub use cron::next_times;
 pub use views::{FireView, JobView, Page};
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
-    cfg.app_data(json_config(max_body_bytes))
-        .app_data(web::PayloadConfig::new(max_body_bytes))
+    cfg.app_data(web::PayloadConfig::new(max_body_bytes))
         .app_data(query_config())
         .app_data(path_config())
         .route("/healthz", web::get().to(health::healthz))
@@ -49,37 +51,72 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError
     )))
 }
 
-fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|err, _req| {
-            use actix_web::error::JsonPayloadError;
-            let (status, detail) = match &err {
-                JsonPayloadError::Overflow { limit }
-                | JsonPayloadError::OverflowKnownLength { limit, .. } => (
-                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body larger than the {limit}-byte limit"),
-                ),
-                JsonPayloadError::ContentType => (
-                    actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Content-Type must be application/json".to_string(),
-                ),
-                JsonPayloadError::Deserialize(e) => (
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    format!("body: {e}"),
-                ),
-                other => (
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    format!("body: {other}"),
-                ),
-            };
-            let title = if status.as_u16() == 400 {
-                "Invalid request"
-            } else {
-                "Unacceptable body"
-            };
-            InternalError::from_response(err, problem_response(status, title, &detail)).into()
+/// A JSON request body whose errors name the field they are about
+/// (`timeout_ms: invalid type: string "soon", expected u64`), unlike `web::Json`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let is_json = is_json_content_type(req);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !is_json {
+                return Err(AppError::UnsupportedMediaType(
+                    "Content-Type must be application/json".into(),
+                ));
+            }
+            let bytes = bytes.await.map_err(body_read_error)?;
+            parse_json(&bytes).map(JsonBody)
         })
+    }
+}
+
+/// The raw request body (for signed requests, verified over the exact bytes), with
+/// read failures answered as problems like every other error.
+pub struct RawBody(pub web::Bytes);
+
+impl FromRequest for RawBody {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move { bytes.await.map(RawBody).map_err(body_read_error) })
+    }
+}
+
+fn is_json_content_type(req: &HttpRequest) -> bool {
+    use actix_web::HttpMessage;
+    let content_type = req.content_type();
+    content_type == "application/json" || content_type.ends_with("+json")
+}
+
+/// Maps a failure to read the body (too large, broken stream) to a problem answer.
+pub(crate) fn body_read_error(e: actix_web::Error) -> AppError {
+    use actix_web::error::PayloadError;
+    match e.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => {
+            AppError::PayloadTooLarge("body larger than the configured max_body_bytes".into())
+        }
+        _ => AppError::Invalid(format!("body: {e}")),
+    }
+}
+
+/// Parses JSON, naming the path of the offending field in the error.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            AppError::Invalid(format!("body: {inner}"))
+        } else {
+            AppError::invalid(&path, inner)
+        }
+    })
 }
 
 fn query_config() -> web::QueryConfig {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use diesel::Connection;
 
-use crate::db::fires::FireRow;
+use crate::db::fires::{Finish, FireRow};
 use crate::db::jobs::JobRow;
 use crate::db::triggers::TriggerRow;
 use crate::db::{self, DbConnection};
@@ -294,6 +294,8 @@ pub fn claim_due_triggers(
 }
 
 /// Claims recorded-but-undispatched fires nobody owns (retries, run-now, handed back).
+/// A handed-back first attempt that is now late beyond its trigger's misfire threshold
+/// follows the trigger's misfire policy, like the instants the node was down for.
 pub fn claim_pending_fires(
     conn: &mut DbConnection,
     node: &str,
@@ -306,21 +308,88 @@ pub fn claim_pending_fires(
             return Ok((Vec::new(), false));
         }
         let jobs = load_jobs(conn, fires.iter().map(|f| f.job_id.clone()).collect())?;
+        let triggers = load_trigger_specs(conn, &fires)?;
         let mut due = Vec::with_capacity(fires.len());
         for fire in fires {
-            match jobs.get(&fire.job_id) {
-                Some((_, job)) => due.push(DueFire {
-                    fire,
-                    job: job.clone(),
-                }),
-                None => log::warn!(
+            let Some((_, job)) = jobs.get(&fire.job_id) else {
+                log::warn!(
                     "fire {} belongs to a job that no longer exists; not dispatched",
                     fire.id
-                ),
+                );
+                continue;
+            };
+            let spec = fire.trigger_id.as_ref().and_then(|id| triggers.get(id));
+            if let Some(reason) = late_hand_back_verdict(conn, &fire, spec, window)? {
+                let finish = Finish {
+                    state: FireState::Misfired.as_str(),
+                    finished_at: window.now,
+                    error: Some(reason),
+                    ..Default::default()
+                };
+                db::fires::finish(conn, &fire.id, &[FireState::Fired.as_str()], &finish)?;
+                continue;
             }
+            due.push(DueFire {
+                fire,
+                job: job.clone(),
+            });
         }
         Ok((due, full))
     })
+}
+
+fn load_trigger_specs(
+    conn: &mut DbConnection,
+    fires: &[FireRow],
+) -> Result<HashMap<String, TriggerSpec>, AppError> {
+    let mut ids: Vec<String> = fires.iter().filter_map(|f| f.trigger_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut specs = HashMap::with_capacity(ids.len());
+    for row in db::triggers::find_many(conn, &ids)? {
+        match serde_json::from_str::<TriggerSpec>(&row.spec) {
+            Ok(spec) => {
+                specs.insert(row.id, spec);
+            }
+            Err(e) => log::error!("trigger {} has an unreadable spec: {e}", row.id),
+        }
+    }
+    Ok(specs)
+}
+
+/// Why a handed-back fire must not run now, if it must not: it is a first attempt,
+/// late beyond the threshold, and its trigger says `skip`, or says `fire_now` while a
+/// later instant of the same trigger is already recorded (that one is the "once now").
+fn late_hand_back_verdict(
+    conn: &mut DbConnection,
+    fire: &FireRow,
+    spec: Option<&TriggerSpec>,
+    window: &ClaimWindow,
+) -> Result<Option<String>, AppError> {
+    let (Some(spec), Some(trigger_id)) = (spec, fire.trigger_id.as_deref()) else {
+        return Ok(None);
+    };
+    if fire.attempt != 1 {
+        return Ok(None);
+    }
+    let threshold = spec
+        .misfire_threshold_ms
+        .unwrap_or(window.misfire_threshold_ms) as i64;
+    let late_by = window.now - fire.due_at;
+    if late_by <= threshold {
+        return Ok(None);
+    }
+    let verdict = match spec.misfire {
+        MisfirePolicy::CatchUp => None,
+        MisfirePolicy::Skip => Some(format!(
+            "misfire: handed back {late_by} ms late; skipped per policy"
+        )),
+        MisfirePolicy::FireNow => db::fires::has_later_fire(conn, trigger_id, fire.scheduled_at)?
+            .then(|| {
+                format!("misfire: handed back {late_by} ms late; a later instant of the trigger fires instead")
+            }),
+    };
+    Ok(verdict)
 }
 
 #[cfg(test)]
