@@ -166,6 +166,26 @@ async fn sync_mode_success_and_failure() {
         "dispatch signature verifies"
     );
 
+    // A large answer is stored cut at 64 KiB and marked truncated.
+    hook.state.answer_bytes.store(200_000, Ordering::SeqCst);
+    let (status, big) = app
+        .post(&format!("/api/v1/jobs/{job_id}/run"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let big_id = big["id"].as_str().unwrap().to_string();
+    app.wait_fires(&job_id, "the large answer", |f| {
+        f.iter()
+            .any(|f| f["id"] == big_id.as_str() && f["state"] == "succeeded")
+    })
+    .await;
+    let big = app.fire(&big_id).await;
+    assert_eq!(
+        big["output"].as_str().unwrap().len(),
+        protocol::MAX_OUTPUT_BYTES
+    );
+    assert_eq!(big["output_truncated"], true);
+    hook.state.answer_bytes.store(0, Ordering::SeqCst);
+
     // A non-2xx answer in sync mode fails the fire with the status and the body.
     hook.state.status.store(500, Ordering::SeqCst);
     let (status, _) = app
@@ -191,7 +211,7 @@ async fn sync_mode_success_and_failure() {
         json!({ "region": "us" }),
         "run-now payload override"
     );
-    assert_eq!(hook.requests()[1].0["payload"], json!({ "region": "us" }));
+    assert_eq!(hook.requests()[2].0["payload"], json!({ "region": "us" }));
     hook.stop().await;
     app.stop().await;
 }
@@ -345,6 +365,20 @@ async fn write_back_is_idempotent_and_checked() {
     let unknown = uuid::Uuid::new_v4().to_string();
     let (status, _) = write_back(&app, &unknown, result.clone(), SECRET).await;
     assert_eq!(status, 404);
+
+    // A result signed for another fire (replayed to this fire's URL) is refused.
+    let (status, problem) = write_back(
+        &app,
+        id,
+        json!({ "fire_id": unknown, "status": "succeeded" }),
+        SECRET,
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("fire_id"),
+        "{problem}"
+    );
 
     // First delivery recorded, identical repeat accepted, conflicting one refused.
     let (status, answer) = write_back(&app, id, result.clone(), SECRET).await;

@@ -476,7 +476,8 @@ class _Deliverer:
 
     def _attempt(self, entry: _Pending) -> None:
         entry.attempts += 1
-        body = _compact(entry.result)
+        # The fire id inside the signed body binds the result to its fire (no replay to another fire).
+        body = _compact({"fire_id": entry.fire_id, **entry.result})
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign_now(self.x.secret, body),

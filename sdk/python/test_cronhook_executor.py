@@ -39,7 +39,7 @@ RUST_VECTOR_SECRET = b"secret"
 RUST_VECTOR_T = 1_700_000_000
 RUST_VECTOR_BODY = b'{"a":1}'
 RUST_VECTOR_HEX = "49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686"
-WRITEBACK_FIELDS = {"status", "output", "error", "started_at", "finished_at"}
+WRITEBACK_FIELDS = {"fire_id", "status", "output", "error", "started_at", "finished_at"}
 
 
 class Receiver:
@@ -305,6 +305,7 @@ class ExecutorTests(unittest.TestCase):
         self.assertEqual(json.loads(result["output"]), {"echo": {"x": 1, "s": "é"}, "attempt": 1, "handler": "echo"})
         self.assertNotIn("error", result)
         self.assertLessEqual(set(result), WRITEBACK_FIELDS, "the scheduler refuses unknown fields")
+        self.assertEqual(result["fire_id"], fire["fire_id"], "the signed body binds the result to its fire")
         self.assertLessEqual(ce.parse_time(result["started_at"], "s"), ce.parse_time(result["finished_at"], "f"))
         self.assertEqual(executor.run_count(fire["fire_id"]), 1)
         self.receiver.wait_for("delivery to be counted", lambda: executor.stats()["delivered"] == 1)

@@ -187,6 +187,7 @@ mod tests {
             job: "g/n".into(),
             callback_url: "http://127.0.0.1:1/x".into(),
             result: WriteBack {
+                fire_id: None,
                 status: ResultStatus::Succeeded,
                 output: Some("out".into()),
                 error: None,

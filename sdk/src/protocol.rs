@@ -70,6 +70,11 @@ impl ResultStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WriteBack {
+    /// The fire this result is for. Inside the signed body it binds the result to its
+    /// fire, so a captured write-back cannot be replayed against another fire's URL.
+    /// The scheduler requires it; the SDK fills it in when it sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fire_id: Option<Uuid>,
     pub status: ResultStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,

@@ -48,6 +48,7 @@ pub(crate) async fn execute(inner: &Inner, fire: Accepted) -> WriteBack {
     let finished_at = Some(Utc::now());
     let mut result = match outcome {
         Ok(output) => WriteBack {
+            fire_id: None,
             status: ResultStatus::Succeeded,
             output,
             error: None,
@@ -66,6 +67,7 @@ pub(crate) async fn execute(inner: &Inner, fire: Accepted) -> WriteBack {
 pub(crate) fn failed(mut error: String, started_at: Option<chrono::DateTime<Utc>>) -> WriteBack {
     cap(&mut error);
     WriteBack {
+        fire_id: None,
         status: ResultStatus::Failed,
         output: None,
         error: Some(error),

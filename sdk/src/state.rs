@@ -278,6 +278,7 @@ mod tests {
 
     fn done() -> WriteBack {
         WriteBack {
+            fire_id: None,
             status: ResultStatus::Succeeded,
             output: Some("big".into()),
             error: None,

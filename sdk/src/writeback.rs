@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::executor::Inner;
 use crate::outbox::OutboxEntry;
-use crate::protocol::{self, FIRE_HEADER, SIGNATURE_HEADER};
+use crate::protocol::{self, WriteBack, FIRE_HEADER, SIGNATURE_HEADER};
 use crate::stats::Counters;
 
 /// Retry delay while shutdown flushes the outbox: try often, the time is short.
@@ -130,7 +130,11 @@ impl Deliverer {
     }
 
     async fn attempt(&self, entry: &OutboxEntry) -> Attempt {
-        let body = match serde_json::to_vec(&entry.result) {
+        let bound = WriteBack {
+            fire_id: Some(entry.fire_id),
+            ..entry.result.clone()
+        };
+        let body = match serde_json::to_vec(&bound) {
             Ok(body) => body,
             Err(e) => return Attempt::Refused(0, format!("could not encode the result: {e}")),
         };

@@ -223,11 +223,7 @@ impl Dispatcher {
             Err(e) => return Answer::Failed(None, format!("request to {url} failed: {e}")),
         };
         let status = response.status();
-        // Read the answer to its end so the connection can be reused.
-        let text = match response.body().limit(MAX_RESPONSE_BYTES).await {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("(answer body unreadable: {e})"),
-        };
+        let text = read_answer(&mut response).await;
         interpret(due.job.spec.mode, status, text)
     }
 
@@ -304,6 +300,30 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// Reads a target's answer up to [`MAX_RESPONSE_BYTES`]. A short answer is read to its
+/// end so the connection can be reused; a longer one is cut there (the stored output is
+/// marked truncated) and its connection dropped rather than drained.
+async fn read_answer<S>(response: &mut awc::ClientResponse<S>) -> String
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.next().await {
+        match chunk {
+            Ok(chunk) => {
+                let room = MAX_RESPONSE_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= MAX_RESPONSE_BYTES {
+                    break;
+                }
+            }
+            Err(e) => return format!("(answer body unreadable: {e})"),
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 fn interpret(mode: Mode, status: StatusCode, text: String) -> Answer {

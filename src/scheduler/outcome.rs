@@ -102,6 +102,13 @@ pub fn apply_write_back(
     use cronhook_sdk::protocol::{truncate_output, ResultStatus};
     let fire = db::fires::find(conn, fire_id)?
         .ok_or_else(|| AppError::NotFound(format!("no fire with id {fire_id}")))?;
+    // The signature covers the body only; the fire id inside it ties the result to this URL.
+    if result.fire_id.map(|id| id.to_string()).as_deref() != Some(fire_id) {
+        return Err(AppError::invalid(
+            "fire_id",
+            format!("must be present in the body and equal the fire in the path ({fire_id})"),
+        ));
+    }
     let state = match result.status {
         ResultStatus::Succeeded => FireState::Succeeded,
         ResultStatus::Failed => FireState::Failed,
@@ -130,24 +137,18 @@ pub fn apply_write_back(
     if stored.state == state.as_str() && stored.output == output && stored.error == result.error {
         return Ok(WriteBackResult::Repeat);
     }
-    if matches!(
-        FireState::parse(&stored.state),
-        Some(FireState::TimedOut | FireState::Lost | FireState::Cancelled)
-    ) {
-        let late = serde_json::json!({
-            "status": state.as_str(),
-            "output": output,
-            "error": result.error,
-            "received_at": crate::time::to_rfc3339(now),
-        });
-        db::fires::record_late_result(conn, fire_id, &late.to_string())?;
-        return Err(AppError::Conflict(format!(
-            "fire {fire_id} already ended as {}; the late result was recorded but does not change it",
-            stored.state
-        )));
-    }
+    // A different result for a finished fire (it timed out, was lost or cancelled, or
+    // its dispatch was judged failed while the executor ran it after all) is kept on
+    // record for the operator, but never reopens the fire or counts as a second outcome.
+    let late = serde_json::json!({
+        "status": state.as_str(),
+        "output": output,
+        "error": result.error,
+        "received_at": crate::time::to_rfc3339(now),
+    });
+    db::fires::record_late_result(conn, fire_id, &late.to_string())?;
     Err(AppError::Conflict(format!(
-        "fire {fire_id} already ended as {} with a different result",
+        "fire {fire_id} already ended as {} with a different result; this one was recorded as a late result and does not change it",
         stored.state
     )))
 }

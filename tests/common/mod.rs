@@ -227,7 +227,12 @@ fn parse_body(bytes: &[u8]) -> Value {
 }
 
 /// A signed write-back, as an executor sends it.
+/// The body gets the `fire_id` binding unless the test set one itself.
 pub async fn write_back(app: &TestApp, fire_id: &str, result: Value, secret: &str) -> (u16, Value) {
+    let mut result = result;
+    if let Some(map) = result.as_object_mut() {
+        map.entry("fire_id").or_insert_with(|| json!(fire_id));
+    }
     let body = serde_json::to_vec(&result).expect("json");
     let signature = protocol::sign_now(secret.as_bytes(), &body);
     call_raw(
@@ -259,6 +264,8 @@ pub struct WebhookState {
     pub status: AtomicU16,
     /// Delay before answering, in ms.
     pub delay_ms: AtomicU64,
+    /// When set, the answer body is this many bytes of `y` instead of JSON.
+    pub answer_bytes: AtomicU64,
     pub requests: Mutex<Vec<(Value, Vec<(String, String)>)>>,
     /// The raw bodies, in the same order (signatures cover the exact bytes).
     pub raw: Mutex<Vec<Vec<u8>>>,
@@ -337,6 +344,13 @@ async fn webhook(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let status = state.status.load(Ordering::SeqCst);
+    let size = state.answer_bytes.load(Ordering::SeqCst) as usize;
+    if size > 0 {
+        return HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status).unwrap_or_default(),
+        )
+        .body("y".repeat(size));
+    }
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default())
         .json(json!({ "handled": parsed["fire_id"] }))
 }
