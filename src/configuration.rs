@@ -56,6 +56,10 @@ pub struct SchedulerSettings {
     pub node_timeout_ms: u64,
     /// How long a stopping node waits for in-flight dispatches.
     pub shutdown_grace_ms: u64,
+    /// Heartbeat period the scheduler asks executors for.
+    pub executor_heartbeat_ms: u64,
+    /// An executor whose last heartbeat is older than this is invalid: no new work.
+    pub executor_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -88,6 +92,8 @@ impl Default for SchedulerSettings {
             sweep_interval_ms: 1_000,
             node_timeout_ms: 15_000,
             shutdown_grace_ms: 10_000,
+            executor_heartbeat_ms: 3_000,
+            executor_timeout_ms: 10_000,
         }
     }
 }

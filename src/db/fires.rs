@@ -289,6 +289,36 @@ pub fn has_later_fire(
     .get_result(conn)
 }
 
+/// Fires cancelled since `since` whose run is on one of `executors` (by label), so
+/// the executor's next heartbeat reply tells it to stop them.
+pub fn cancelled_on(
+    conn: &mut DbConnection,
+    executors: &[String],
+    since: i64,
+) -> QueryResult<Vec<String>> {
+    fires::table
+        .filter(fires::state.eq("cancelled"))
+        .filter(fires::finished_at.ge(since))
+        .filter(fires::executor.eq_any(executors))
+        .select(fires::id)
+        .limit(1_000)
+        .load(conn)
+}
+
+/// Open fires (`fired` or `running`) per executor label: each executor's task list length.
+pub fn open_counts_by_executor(
+    conn: &mut DbConnection,
+    executors: &[String],
+) -> QueryResult<Vec<(Option<String>, i64)>> {
+    use diesel::dsl::count_star;
+    fires::table
+        .filter(fires::state.eq_any(["fired", "running"]))
+        .filter(fires::executor.eq_any(executors))
+        .group_by(fires::executor)
+        .select((fires::executor, count_star()))
+        .load(conn)
+}
+
 pub fn count_running_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<i64> {
     fires::table
         .filter(fires::job_id.eq(job_id))

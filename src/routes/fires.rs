@@ -11,7 +11,7 @@ use crate::db;
 use crate::domain::FireState;
 use crate::error::{AppError, AppResult};
 use crate::routes::views::FireView;
-use crate::scheduler::outcome::{apply_write_back, WriteBackResult};
+use crate::scheduler::outcome::{apply_write_back, cancel_fire, WriteBackResult};
 use crate::time::now_ms;
 
 #[derive(Debug, Deserialize)]
@@ -104,5 +104,21 @@ pub async fn write_back(
         "fire_id": id,
         "accepted": true,
         "repeat": outcome == WriteBackResult::Repeat,
+        "after_cancel": outcome == WriteBackResult::AfterCancel,
     })))
+}
+
+/// `POST /api/v1/fires/{id}/cancel`.
+pub async fn cancel(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = parse_id("fire", &id)?;
+    let fire = state
+        .db
+        .run(true, move |conn| cancel_fire(conn, &id, now_ms()))
+        .await?;
+    log::info!(
+        "fire {} job_id {}: cancelled by an operator",
+        fire.id,
+        fire.job_id
+    );
+    Ok(HttpResponse::Ok().json(FireView::from(&fire)))
 }

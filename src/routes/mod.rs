@@ -2,6 +2,7 @@
 //! that turns malformed input into `problem+json` answers naming the field.
 
 mod cron;
+mod executors;
 mod fires;
 mod health;
 mod jobs;
@@ -16,6 +17,7 @@ use crate::error::{problem_response, AppError};
 use crate::state::AppState;
 
 pub use cron::next_times;
+pub use executors::{executor_labels, is_valid, ExecutorView};
 pub use views::{FireView, JobView, Page};
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
@@ -38,6 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .route("/fires/{id}", web::get().to(fires::get))
                 .route("/fires/{id}/result", web::post().to(fires::write_back))
                 .route("/cron/preview", web::get().to(cron::preview))
+                .route("/fires/{id}/cancel", web::post().to(fires::cancel))
+                .route("/executors", web::get().to(executors::list))
+                .route("/executors/heartbeat", web::post().to(executors::heartbeat))
                 .route("/nodes", web::get().to(health::nodes)),
         )
         .default_service(web::to(not_found));

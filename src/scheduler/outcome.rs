@@ -88,6 +88,9 @@ pub enum WriteBackResult {
     Recorded,
     /// The same result was already stored (a retried delivery).
     Repeat,
+    /// The fire was cancelled while it ran; the executor's result (usually its report
+    /// of the cancellation) is kept as a late result without reopening the fire.
+    AfterCancel,
 }
 
 /// Applies an executor's result to a fire. Terminal states never change: an
@@ -137,9 +140,28 @@ pub fn apply_write_back(
     if stored.state == state.as_str() && stored.output == output && stored.error == result.error {
         return Ok(WriteBackResult::Repeat);
     }
+    if stored.state == FireState::Cancelled.as_str() {
+        record_late(conn, fire_id, state, &output, result, now)?;
+        return Ok(WriteBackResult::AfterCancel);
+    }
     // A different result for a finished fire (it timed out, was lost or cancelled, or
     // its dispatch was judged failed while the executor ran it after all) is kept on
     // record for the operator, but never reopens the fire or counts as a second outcome.
+    record_late(conn, fire_id, state, &output, result, now)?;
+    Err(AppError::Conflict(format!(
+        "fire {fire_id} already ended as {} with a different result; this one was recorded as a late result and does not change it",
+        stored.state
+    )))
+}
+
+fn record_late(
+    conn: &mut DbConnection,
+    fire_id: &str,
+    state: FireState,
+    output: &Option<String>,
+    result: &cronhook_sdk::protocol::WriteBack,
+    now: Millis,
+) -> Result<(), AppError> {
     let late = serde_json::json!({
         "status": state.as_str(),
         "output": output,
@@ -147,8 +169,32 @@ pub fn apply_write_back(
         "received_at": crate::time::to_rfc3339(now),
     });
     db::fires::record_late_result(conn, fire_id, &late.to_string())?;
-    Err(AppError::Conflict(format!(
-        "fire {fire_id} already ended as {} with a different result; this one was recorded as a late result and does not change it",
-        stored.state
-    )))
+    Ok(())
+}
+
+/// Cancels a fire that has not ended: one not yet dispatched never goes out; a running
+/// one is told to stop through its executor's next heartbeat reply. No retry follows.
+pub fn cancel_fire(
+    conn: &mut DbConnection,
+    fire_id: &str,
+    now: Millis,
+) -> Result<FireRow, AppError> {
+    conn.transaction(|conn| {
+        let fire = db::fires::find(conn, fire_id)?
+            .ok_or_else(|| AppError::NotFound(format!("no fire with id {fire_id}")))?;
+        let finish = Finish {
+            state: FireState::Cancelled.as_str(),
+            finished_at: now,
+            error: Some("cancelled by an operator".into()),
+            ..Default::default()
+        };
+        if db::fires::finish(conn, fire_id, &["fired", "running"], &finish)? == 0 {
+            return Err(AppError::Conflict(format!(
+                "fire {fire_id} already ended as {}; only fired or running fires can be cancelled",
+                fire.state
+            )));
+        }
+        db::fires::find(conn, fire_id)?
+            .ok_or_else(|| AppError::NotFound(format!("no fire with id {fire_id}")))
+    })
 }

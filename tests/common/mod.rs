@@ -35,6 +35,7 @@ pub fn test_settings(dir: &Path) -> Settings {
     s.scheduler.poll_interval_ms = 100;
     s.scheduler.sweep_interval_ms = 200;
     s.scheduler.shutdown_grace_ms = 3_000;
+    s.scheduler.executor_heartbeat_ms = 200;
     s
 }
 

@@ -1,0 +1,122 @@
+//! Queries on `executors`: SDK instances, registered and refreshed by their heartbeats.
+
+use diesel::prelude::*;
+
+use super::schema::executors;
+use super::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, PartialEq)]
+#[diesel(table_name = executors)]
+pub struct ExecutorRow {
+    pub id: String,
+    pub app: String,
+    pub instance_id: String,
+    pub address: String,
+    /// JSON array of handler names.
+    pub handlers: String,
+    pub capacity: i32,
+    pub running: i32,
+    pub queued: i32,
+    pub cpu_percent: f64,
+    pub mem_used_bytes: i64,
+    pub mem_total_bytes: i64,
+    pub load1: f64,
+    pub sdk_version: String,
+    pub last_heartbeat_at: i64,
+    /// Dispatch failures since the last successful contact.
+    pub failures: i32,
+    pub valid: bool,
+}
+
+/// What a heartbeat refreshes (everything but the row id).
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = executors)]
+pub struct HeartbeatUpdate<'a> {
+    pub address: &'a str,
+    pub handlers: &'a str,
+    pub capacity: i32,
+    pub running: i32,
+    pub queued: i32,
+    pub cpu_percent: f64,
+    pub mem_used_bytes: i64,
+    pub mem_total_bytes: i64,
+    pub load1: f64,
+    pub sdk_version: &'a str,
+    pub last_heartbeat_at: i64,
+    pub failures: i32,
+    pub valid: bool,
+}
+
+/// Records a heartbeat: updates the instance's row, or creates it on its first beat.
+/// A heartbeat is a successful contact, so it clears failures and makes the instance valid.
+pub fn record_heartbeat(
+    conn: &mut DbConnection,
+    app: &str,
+    instance_id: &str,
+    update: &HeartbeatUpdate<'_>,
+) -> QueryResult<ExecutorRow> {
+    let changed = diesel::update(
+        executors::table
+            .filter(executors::app.eq(app))
+            .filter(executors::instance_id.eq(instance_id)),
+    )
+    .set(update)
+    .execute(conn)?;
+    if changed == 0 {
+        let row = ExecutorRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            app: app.to_string(),
+            instance_id: instance_id.to_string(),
+            address: update.address.to_string(),
+            handlers: update.handlers.to_string(),
+            capacity: update.capacity,
+            running: update.running,
+            queued: update.queued,
+            cpu_percent: update.cpu_percent,
+            mem_used_bytes: update.mem_used_bytes,
+            mem_total_bytes: update.mem_total_bytes,
+            load1: update.load1,
+            sdk_version: update.sdk_version.to_string(),
+            last_heartbeat_at: update.last_heartbeat_at,
+            failures: update.failures,
+            valid: update.valid,
+        };
+        let inserted = diesel::insert_into(executors::table)
+            .values(&row)
+            .execute(conn);
+        match inserted {
+            Ok(_) => return Ok(row),
+            // Another node registered the same instance a moment ago: update that row.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {
+                diesel::update(
+                    executors::table
+                        .filter(executors::app.eq(app))
+                        .filter(executors::instance_id.eq(instance_id)),
+                )
+                .set(update)
+                .execute(conn)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    executors::table
+        .filter(executors::app.eq(app))
+        .filter(executors::instance_id.eq(instance_id))
+        .select(ExecutorRow::as_select())
+        .first(conn)
+}
+
+/// Executors, optionally of one app, by app and instance.
+pub fn list(conn: &mut DbConnection, app: Option<&str>) -> QueryResult<Vec<ExecutorRow>> {
+    let mut query = executors::table.into_boxed();
+    if let Some(app) = app {
+        query = query.filter(executors::app.eq(app.to_string()));
+    }
+    query
+        .order((executors::app.asc(), executors::instance_id.asc()))
+        .select(ExecutorRow::as_select())
+        .load(conn)
+}
