@@ -36,7 +36,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// TOML settings file (see docs/configuration.md).
+    /// TOML settings file (every setting is listed in README.md, Configuration).
     #[arg(long, short = 'c', env = "CRONHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:7070.

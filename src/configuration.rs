@@ -50,6 +50,9 @@ pub struct SchedulerSettings {
     pub dispatch_timeout_ms: u64,
     /// Default per-fire time limit for jobs that set none.
     pub default_job_timeout_ms: u64,
+    /// A running fire is marked `timed_out` this long after its deadline, so the
+    /// executor's own timeout report (sent at the deadline) gets there first.
+    pub deadline_grace_ms: u64,
     /// How often sweepers (deadlines, node takeover) run.
     pub sweep_interval_ms: u64,
     /// A node whose heartbeat is older than this is dead.
@@ -89,6 +92,7 @@ impl Default for SchedulerSettings {
             dispatch_concurrency: 512,
             dispatch_timeout_ms: 10_000,
             default_job_timeout_ms: 300_000,
+            deadline_grace_ms: 2_000,
             sweep_interval_ms: 1_000,
             node_timeout_ms: 15_000,
             shutdown_grace_ms: 10_000,

@@ -212,6 +212,11 @@ impl Served {
 
     /// SIGTERM, then the exit code.
     fn terminate(mut self) -> (i32, Vec<String>) {
+        let seen = self.stop_child();
+        (seen.0, seen.1)
+    }
+
+    fn stop_child(&mut self) -> (i32, Vec<String>) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let end = Instant::now() + PATIENCE;
@@ -220,13 +225,23 @@ impl Served {
                 while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
                     self.seen.push(line);
                 }
-                return (status.code().unwrap_or(-1), self.seen);
+                return (status.code().unwrap_or(-1), std::mem::take(&mut self.seen));
             }
             if Instant::now() > end {
                 let _ = self.child.kill();
                 panic!("serve did not stop on SIGTERM:\n{}", self.seen.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A failing test must not leave a server behind.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -120,3 +120,35 @@ pub fn list(conn: &mut DbConnection, app: Option<&str>) -> QueryResult<Vec<Execu
         .select(ExecutorRow::as_select())
         .load(conn)
 }
+
+/// Counts an unreachable dispatch; at `max_failures` in a row the executor is invalid
+/// until its next heartbeat.
+pub fn record_failure(conn: &mut DbConnection, id: &str, max_failures: i32) -> QueryResult<usize> {
+    diesel::update(executors::table.find(id))
+        .set(executors::failures.eq(executors::failures + 1))
+        .execute(conn)?;
+    diesel::update(
+        executors::table
+            .find(id)
+            .filter(executors::failures.ge(max_failures)),
+    )
+    .set(executors::valid.eq(false))
+    .execute(conn)
+}
+
+/// Valid executors whose last heartbeat is older than `cutoff`: to be probed.
+pub fn silent_since(conn: &mut DbConnection, cutoff: i64) -> QueryResult<Vec<ExecutorRow>> {
+    executors::table
+        .filter(executors::valid.eq(true))
+        .filter(executors::last_heartbeat_at.lt(cutoff))
+        .select(ExecutorRow::as_select())
+        .load(conn)
+}
+
+/// Declares an executor invalid (compare-and-set, so one node does it once).
+pub fn mark_invalid(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    let changed = diesel::update(executors::table.find(id).filter(executors::valid.eq(true)))
+        .set(executors::valid.eq(false))
+        .execute(conn)?;
+    Ok(changed == 1)
+}

@@ -319,6 +319,86 @@ pub fn open_counts_by_executor(
         .load(conn)
 }
 
+/// `(executor label, job id)` of every open fire on the given executors.
+pub fn open_jobs_by_executor(
+    conn: &mut DbConnection,
+    executors: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    let rows: Vec<(Option<String>, String)> = fires::table
+        .filter(fires::state.eq_any(["fired", "running"]))
+        .filter(fires::executor.eq_any(executors))
+        .select((fires::executor, fires::job_id))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(label, job)| label.map(|l| (l, job)))
+        .collect())
+}
+
+/// Average run time (ms) of each job's recent succeeded fires: the executor's reported
+/// start to finish where it reported them (time queued on the executor excluded),
+/// dispatch to finish otherwise.
+pub fn average_durations(
+    conn: &mut DbConnection,
+    job_ids: &[String],
+) -> QueryResult<Vec<(String, f64)>> {
+    type Times = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<Times> = fires::table
+        .filter(fires::job_id.eq_any(job_ids))
+        .filter(fires::state.eq("succeeded"))
+        .order(fires::finished_at.desc())
+        .limit(50 * job_ids.len().max(1) as i64)
+        .select((
+            fires::job_id,
+            fires::reported_started_at,
+            fires::reported_finished_at,
+            fires::dispatched_at,
+            fires::finished_at,
+        ))
+        .load(conn)?;
+    let mut sums: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    for (job, started, ended, dispatched, finished) in rows {
+        let span = match (started, ended) {
+            (Some(s), Some(e)) => Some((s, e)),
+            _ => dispatched.zip(finished),
+        };
+        if let Some((d, f)) = span {
+            let entry = sums.entry(job).or_default();
+            entry.0 += (f - d).max(0) as f64;
+            entry.1 += 1.0;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(job, (total, n))| (job, total / n))
+        .collect())
+}
+
+/// Releases an undispatched fire to be claimed again at `due_at` (a pinned fire
+/// waiting for its instance).
+pub fn postpone(conn: &mut DbConnection, id: &str, due_at: i64) -> QueryResult<usize> {
+    diesel::update(
+        fires::table
+            .find(id)
+            .filter(fires::state.eq("fired"))
+            .filter(fires::dispatched_at.is_null()),
+    )
+    .set((
+        fires::due_at.eq(due_at),
+        fires::owner_node.eq(None::<String>),
+    ))
+    .execute(conn)
+}
+
+/// Running fires on the executor with this label.
+pub fn running_on(conn: &mut DbConnection, executor: &str) -> QueryResult<Vec<FireRow>> {
+    fires::table
+        .filter(fires::state.eq("running"))
+        .filter(fires::executor.eq(executor))
+        .select(FireRow::as_select())
+        .load(conn)
+}
+
 pub fn count_running_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<i64> {
     fires::table
         .filter(fires::job_id.eq(job_id))

@@ -3,6 +3,10 @@
 //! Runs on actix's own thread (awc is `!Send`); database work goes to the
 //! blocking pool.
 
+pub mod routing;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +16,8 @@ use cronhook_sdk::protocol::{self, DispatchRequest};
 
 use crate::db::fires::Finish;
 use crate::db::{self, Db};
-use crate::domain::{Concurrency, FireState, Mode};
+use crate::domain::job::WhenUnavailable;
+use crate::domain::{Concurrency, FireState, Mode, Routing};
 use crate::error::AppError;
 use crate::scheduler::claim::DueFire;
 use crate::scheduler::outcome::{end_fire, Ended};
@@ -29,7 +34,15 @@ pub struct Dispatcher {
     dispatch_timeout: Duration,
     /// Called when a retry was scheduled, so the claim loop picks it up at its instant.
     on_retry: Box<dyn Fn()>,
+    executor_timeout_ms: u64,
+    /// Round-robin positions per job.
+    turns: RefCell<HashMap<String, usize>>,
 }
+
+/// Consecutive unreachable dispatches after which an executor is invalid until it beats again.
+const MAX_EXECUTOR_FAILURES: i32 = 3;
+/// How often a pinned fire waiting for its instance looks again.
+const PINNED_RECHECK_MS: i64 = 1_000;
 
 /// What the target's answer means for the fire.
 #[derive(Debug, PartialEq)]
@@ -47,6 +60,7 @@ impl Dispatcher {
         callback_base: String,
         dispatch_timeout: Duration,
         max_connections: usize,
+        executor_timeout_ms: u64,
         on_retry: Box<dyn Fn()>,
     ) -> Rc<Dispatcher> {
         let connector = awc::Connector::new()
@@ -63,6 +77,8 @@ impl Dispatcher {
             callback_base,
             dispatch_timeout,
             on_retry,
+            executor_timeout_ms,
+            turns: RefCell::new(HashMap::new()),
         })
     }
 
@@ -90,15 +106,193 @@ impl Dispatcher {
                 Err(e) => log::warn!("fire {fire_id} job {job_key}: overlap check failed: {e}"),
             }
         }
+        if let Some(app) = due.job.spec.target.app.clone() {
+            self.dispatch_to_pool(&due, &app).await;
+            return;
+        }
+        let Some(url) = due.job.spec.target.url.clone() else {
+            self.end(
+                &due,
+                FireState::Failed,
+                None,
+                None,
+                Some("job has no target".into()),
+            )
+            .await;
+            return;
+        };
         let dispatched_at = now_ms();
         let deadline = dispatched_at + due.job.spec.timeout_ms as i64;
-        let answer = self.send(&due, dispatched_at, deadline).await;
+        let answer = self.send(&due, &url, dispatched_at, deadline).await;
+        self.record_answer(&due, answer, url, dispatched_at, deadline)
+            .await;
+    }
+
+    /// Target = app: tries the valid executors in the job's routing order until one
+    /// accepts; each refusal or failure moves on to the next candidate.
+    async fn dispatch_to_pool(&self, due: &DueFire, app: &str) {
+        let spec = &due.job.spec;
+        let loaded = {
+            let app = app.to_string();
+            let handler = spec.target.handler.clone();
+            let job_id = due.job.id.clone();
+            let timeout = self.executor_timeout_ms;
+            self.db
+                .run(false, move |conn| {
+                    routing::load_candidates(
+                        conn,
+                        &app,
+                        handler.as_deref(),
+                        &job_id,
+                        now_ms(),
+                        timeout,
+                    )
+                })
+                .await
+        };
+        let candidates = match loaded {
+            Ok(candidates) => candidates,
+            Err(e) => {
+                log::warn!(
+                    "fire {} job {}: could not load executors: {e}",
+                    due.fire.id,
+                    due.job.key
+                );
+                Vec::new()
+            }
+        };
+        let turn = self.next_turn(&due.job.id);
+        let ordered = routing::order(
+            spec.routing,
+            candidates,
+            &due.job.id,
+            turn,
+            spec.target.instance.as_deref(),
+        );
+        if ordered.is_empty() {
+            let now = now_ms();
+            let waiting = spec.routing == Routing::Pinned
+                && spec.target.when_unavailable == WhenUnavailable::Wait
+                && now < due.fire.scheduled_at + spec.timeout_ms as i64;
+            if waiting {
+                self.postpone(due, now + PINNED_RECHECK_MS).await;
+                return;
+            }
+            let what = match (&spec.target.instance, &spec.target.handler) {
+                (Some(instance), _) if spec.routing == Routing::Pinned => {
+                    format!("pinned instance {instance} of app {app} is not valid")
+                }
+                (_, Some(handler)) => {
+                    format!("no valid executor of app {app} serves handler {handler}")
+                }
+                _ => format!("no valid executor in app {app}"),
+            };
+            self.end(due, FireState::Failed, None, None, Some(what))
+                .await;
+            return;
+        }
+        let mut refusals = Vec::new();
+        let total = ordered.len();
+        for candidate in ordered {
+            let dispatched_at = now_ms();
+            let deadline = dispatched_at + spec.timeout_ms as i64;
+            let url = candidate.dispatch_url();
+            let answer = self.send(due, &url, dispatched_at, deadline).await;
+            match answer {
+                Answer::Failed(status, reason) => {
+                    if status.is_none() {
+                        // Not reachable: counts against its validity.
+                        self.record_executor_failure(&candidate.row.id).await;
+                    }
+                    log::info!(
+                        "fire {} job {}: executor {} did not take it ({reason}); trying the next one",
+                        due.fire.id,
+                        due.job.key,
+                        candidate.label()
+                    );
+                    refusals.push((status, candidate.label(), reason, dispatched_at, deadline));
+                }
+                answer => {
+                    self.record_answer(due, answer, candidate.label(), dispatched_at, deadline)
+                        .await;
+                    return;
+                }
+            }
+        }
+        if let Some((status, label, reason, dispatched_at, deadline)) = refusals.pop() {
+            let reason = if total > 1 {
+                format!("all {total} executors of app {app} refused or failed; last: {reason}")
+            } else {
+                reason
+            };
+            self.record_answer(
+                due,
+                Answer::Failed(status, reason),
+                label,
+                dispatched_at,
+                deadline,
+            )
+            .await;
+        }
+    }
+
+    /// Round-robin position of a job on this node.
+    fn next_turn(&self, job_id: &str) -> usize {
+        let mut turns = self.turns.borrow_mut();
+        let turn = turns.entry(job_id.to_string()).or_insert(0);
+        *turn = turn.wrapping_add(1);
+        *turn
+    }
+
+    async fn record_executor_failure(&self, executor_id: &str) {
+        let id = executor_id.to_string();
+        let result = self
+            .db
+            .run(true, move |conn| {
+                db::executors::record_failure(conn, &id, MAX_EXECUTOR_FAILURES)
+                    .map_err(AppError::from)
+            })
+            .await;
+        if let Err(e) = result {
+            log::warn!("could not record a dispatch failure of executor {executor_id}: {e}");
+        }
+    }
+
+    /// Puts the fire back to wait: released, due again at `due_at`.
+    async fn postpone(&self, due: &DueFire, due_at: i64) {
+        let id = due.fire.id.clone();
+        let result = self
+            .db
+            .run(true, move |conn| {
+                db::fires::postpone(conn, &id, due_at).map_err(AppError::from)
+            })
+            .await;
+        if let Err(e) = result {
+            log::error!(
+                "fire {} job {}: could not postpone: {e}",
+                due.fire.id,
+                due.job.key
+            );
+        }
+    }
+
+    /// Records what the target answered: `running` on an acknowledgement, a terminal
+    /// state (and maybe a retry) otherwise.
+    async fn record_answer(
+        &self,
+        due: &DueFire,
+        answer: Answer,
+        executor: String,
+        dispatched_at: i64,
+        deadline: i64,
+    ) {
+        let fire_id = due.fire.id.clone();
+        let job_key = due.job.key.clone();
         let acked_at = now_ms();
         log::debug!("fire {fire_id} job {job_key}: {answer:?}");
         let recorded = match answer {
             Answer::Accepted(status) => {
                 let id = fire_id.clone();
-                let executor = self.target_label(&due);
                 self.db
                     .run(true, move |conn| -> Result<(), AppError> {
                         let changed = db::fires::mark_running(
@@ -127,10 +321,10 @@ impl Dispatcher {
             }
             Answer::Succeeded(status, output) => {
                 self.end_dispatched(
-                    &due,
+                    due,
                     FireState::Succeeded,
-                    dispatched_at,
-                    acked_at,
+                    (dispatched_at, acked_at),
+                    executor,
                     Some(status),
                     Some(output),
                     None,
@@ -140,10 +334,10 @@ impl Dispatcher {
             Answer::Failed(status, error) => {
                 log::info!("fire {fire_id} job {job_key}: dispatch failed: {error}");
                 self.end_dispatched(
-                    &due,
+                    due,
                     FireState::Failed,
-                    dispatched_at,
-                    acked_at,
+                    (dispatched_at, acked_at),
+                    executor,
                     status,
                     None,
                     Some(error),
@@ -165,14 +359,7 @@ impl Dispatcher {
             .await
     }
 
-    fn target_label(&self, due: &DueFire) -> String {
-        due.job.spec.target.url.clone().unwrap_or_default()
-    }
-
-    async fn send(&self, due: &DueFire, dispatched_at: i64, deadline: i64) -> Answer {
-        let Some(url) = due.job.spec.target.url.as_deref() else {
-            return Answer::Failed(None, "job has no target url".into());
-        };
+    async fn send(&self, due: &DueFire, url: &str, dispatched_at: i64, deadline: i64) -> Answer {
         let payload = match due.fire.payload.as_deref() {
             Some(text) => serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
             None => due.job.spec.payload.clone(),
@@ -232,8 +419,8 @@ impl Dispatcher {
         &self,
         due: &DueFire,
         state: FireState,
-        dispatched_at: i64,
-        acked_at: i64,
+        (dispatched_at, acked_at): (i64, i64),
+        executor: String,
         status: Option<u16>,
         output: Option<String>,
         error: Option<String>,
@@ -244,7 +431,7 @@ impl Dispatcher {
             dispatched_at: Some(dispatched_at),
             acked_at: status.map(|_| acked_at),
             http_status: status.map(i32::from),
-            executor: Some(self.target_label(due)),
+            executor: Some(executor),
             output,
             error,
             ..Default::default()

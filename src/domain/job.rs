@@ -59,6 +59,12 @@ pub struct Target {
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,
+    /// The instance a `pinned` job must run on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Pinned jobs: what a fire does while the instance is not valid.
+    #[serde(default)]
+    pub when_unavailable: WhenUnavailable,
 }
 
 /// `callback`: the target answers 202 and posts the result later (SDK).
@@ -144,12 +150,36 @@ pub enum Concurrency {
     Forbid,
 }
 
-/// How an executor is picked when the target is an app.
+/// How an executor is picked when the target is an app (DESIGN.md, executor selection).
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Routing {
+    /// Fewest open fires (task list), ties by reported running + queued.
     #[default]
     LeastLoaded,
+    /// Least estimated time to drain its task list, from the jobs' observed average durations.
+    ShortestEta,
+    RoundRobin,
+    Random,
+    /// Same executor for the same job while it stays valid.
+    ConsistentHash,
+    /// Only `target.instance`; never another one.
+    Pinned,
+    /// Every valid executor, each fire carrying its shard index and total.
+    Broadcast,
+    /// First valid executor in registration order.
+    Failover,
+}
+
+/// What a pinned fire does while its instance is not valid.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnavailable {
+    /// End the fire `failed` (the retry policy may add an attempt).
+    #[default]
+    Fail,
+    /// Keep the fire waiting (re-checked every second) until the job's timeout passes.
+    Wait,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,10 +260,13 @@ impl Target {
                 }
                 Ok(())
             }
-            (None, Some(_)) => Err(AppError::invalid(
-                "target.app",
-                "executor pools are not available in this version; use target.url",
-            )),
+            (None, Some(app)) => {
+                validate_key_part("target.app", app)?;
+                if self.handler.as_deref().is_some_and(str::is_empty) {
+                    return Err(AppError::invalid("target.handler", "must not be empty"));
+                }
+                Ok(())
+            }
             (Some(_), Some(_)) => Err(AppError::invalid(
                 "target",
                 "give either url or app, not both",
@@ -255,6 +288,27 @@ impl Target {
 }
 
 impl JobInput {
+    fn validate_routing(&self) -> Result<(), AppError> {
+        let pinned = self.routing == Routing::Pinned;
+        if self.target.app.is_none() && self.routing != Routing::default() {
+            return Err(AppError::invalid(
+                "routing",
+                "only used with target.app (a url target has one endpoint)",
+            ));
+        }
+        match (&self.target.instance, pinned) {
+            (None, true) => Err(AppError::invalid(
+                "target.instance",
+                "required with routing pinned (the instance id that must run the job)",
+            )),
+            (Some(_), false) => Err(AppError::invalid(
+                "target.instance",
+                "only used with routing pinned",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks every field and returns the spec to store; the triggers are validated separately.
     pub fn validate(&self, default_timeout_ms: u64) -> Result<JobSpec, AppError> {
         validate_key_part("group", &self.group)?;
@@ -274,6 +328,7 @@ impl JobInput {
             ));
         }
         self.retry.validate()?;
+        self.validate_routing()?;
         if self.triggers.len() > 32 {
             return Err(AppError::invalid("triggers", "at most 32 triggers per job"));
         }

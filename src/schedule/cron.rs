@@ -55,14 +55,27 @@ pub struct CronExpr {
 }
 
 /// Why an expression was rejected: which field, and a human-readable reason.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field}: {reason}")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CronError {
     /// One of "expression", "seconds", "minutes", "hours", "day-of-month", "month",
     /// "day-of-week", "year".
     pub field: &'static str,
     pub reason: String,
 }
+
+/// `<field>: <reason>`, or just the reason when it concerns the whole expression (the
+/// caller already says it is about the expression).
+impl std::fmt::Display for CronError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field == "expression" {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for CronError {}
 
 impl CronExpr {
     /// Parses an expression with Quartz's rules (case-insensitive, names JAN-DEC / SUN-SAT,
@@ -2047,7 +2060,11 @@ mod tests {
             ("0 0 0 ? L MON", "month: no values (a field of only commas, or 'L' outside the day fields)"),
         ];
         for (expr, want) in cases {
-            assert_eq!(err(expr).to_string(), *want, "for {expr:?}");
+            let e = err(expr);
+            // Whole-expression errors print only the reason; the caller names the field.
+            let shown = want.strip_prefix("expression: ").unwrap_or(want);
+            assert_eq!(e.to_string(), shown, "for {expr:?}");
+            assert_eq!(format!("{}: {}", e.field, e.reason), *want, "for {expr:?}");
         }
     }
 

@@ -92,7 +92,14 @@ pub fn plan_trigger(spec: &TriggerSpec, first: Millis, window: &ClaimWindow) -> 
         std::collections::VecDeque::with_capacity(keep);
     let mut missed = 0usize;
     let mut cursor = Some(first);
-    while let Some(instant) = cursor.filter(|i| *i < late_cutoff) {
+    // Once a trigger has misfired, `fire_now` and `skip` also fold in the instants that
+    // are past but within the threshold (as Quartz moves a misfired trigger to now),
+    // so a restart yields one fire now, not one plus a burst of slightly late ones.
+    let folds_recent = spec.misfire != MisfirePolicy::CatchUp;
+    let is_missed = |instant: Millis, missed: usize| {
+        instant < late_cutoff || (folds_recent && missed > 0 && instant < window.now)
+    };
+    while let Some(instant) = cursor.filter(|i| is_missed(*i, missed)) {
         missed += 1;
         if recent_missed.len() == keep {
             recent_missed.pop_front();
@@ -435,23 +442,33 @@ mod tests {
 
     #[test]
     fn fire_now_fires_the_latest_missed_instant_once() {
-        // Down from 10 s to 100 s: instants 10..=94 s are beyond the 5 s threshold.
+        // Down from 10 s to 100 s: instants 10..=94 s are beyond the 5 s threshold, and
+        // 95..=99 s, past but within it, fold into the same single fire.
         let plan = plan_trigger(
             &every_second(MisfirePolicy::FireNow),
             10_000,
             &window(100_000),
         );
-        assert_eq!(plan.instants[0].scheduled_at, 94_000);
+        assert_eq!(plan.instants[0].scheduled_at, 99_000);
         assert_eq!(plan.instants[0].due_at, 100_000);
         assert_eq!(plan.instants[0].state, FireState::Fired);
         assert!(plan.instants[0]
             .note
             .as_deref()
             .unwrap_or("")
-            .contains("85 instants missed"));
-        // Then the instants within the threshold and the lookahead, on their own times.
-        assert_eq!(plan.instants[1].scheduled_at, 95_000);
-        assert_eq!(plan.instants.last().map(|i| i.scheduled_at), Some(101_000));
+            .contains("90 instants missed"));
+        // Then the instants from now to the lookahead, on their own times.
+        let rest: Vec<_> = plan.instants[1..].iter().map(|i| i.scheduled_at).collect();
+        assert_eq!(rest, vec![100_000, 101_000]);
+        // Merely late (within the threshold) without a misfire: fired as they are.
+        let plan = plan_trigger(
+            &every_second(MisfirePolicy::FireNow),
+            97_000,
+            &window(100_000),
+        );
+        let at: Vec<_> = plan.instants.iter().map(|i| i.scheduled_at).collect();
+        assert_eq!(at, vec![97_000, 98_000, 99_000, 100_000, 101_000]);
+        assert!(plan.instants.iter().all(|i| i.note.is_none()));
     }
 
     #[test]
@@ -461,7 +478,7 @@ mod tests {
         assert_eq!(
             plan.instants
                 .iter()
-                .filter(|i| i.state == FireState::Fired && i.scheduled_at < 95_000)
+                .filter(|i| i.state == FireState::Fired && i.scheduled_at < 100_000)
                 .count(),
             0
         );

@@ -106,6 +106,7 @@ impl Scheduler {
             callback_base,
             Duration::from_millis(settings.dispatch_timeout_ms),
             settings.dispatch_concurrency,
+            settings.executor_timeout_ms,
             Box::new(move || wake_for_retry.wake()),
         );
         let tasks = vec![

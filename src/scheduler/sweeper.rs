@@ -18,6 +18,9 @@ use crate::time::now_ms;
 use super::outcome::end_fire;
 use super::SchedulerHandle;
 
+/// How long a silent executor's health probe may take.
+const PROBE_TIMEOUT_MS: u64 = 2_000;
+
 /// Fires ended per deadline sweep, so one sweep never holds the writer for long.
 const SWEEP_BATCH: i64 = 500;
 
@@ -54,9 +57,16 @@ pub async fn sweep_loop(
     handle: SchedulerHandle,
     mut stop: watch::Receiver<bool>,
 ) {
+    let probe = awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_millis(PROBE_TIMEOUT_MS))
+        .finish();
     loop {
         if let Err(e) = sweep_once(&db, &settings, &node, &handle).await {
             log::warn!("sweep failed: {e}");
+        }
+        if let Err(e) = sweep_silent_executors(&db, &settings, &probe, &handle).await {
+            log::warn!("executor sweep failed: {e}");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(settings.sweep_interval_ms)) => {}
@@ -73,6 +83,7 @@ async fn sweep_once(
 ) -> Result<(), AppError> {
     let node_id = node.to_string();
     let node_timeout = settings.node_timeout_ms as i64;
+    let deadline_grace = settings.deadline_grace_ms as i64;
     let (timed_out, released, retries) = db
         .run(true, move |conn| -> Result<(usize, usize, usize), AppError> {
             let now = now_ms();
@@ -83,7 +94,7 @@ async fn sweep_once(
             let released = db::fires::release_orphaned(conn, &live)?;
             let mut timed_out = 0;
             let mut retries = 0;
-            for fire in db::fires::past_deadline(conn, now, SWEEP_BATCH)? {
+            for fire in db::fires::past_deadline(conn, now - deadline_grace, SWEEP_BATCH)? {
                 let finish = Finish {
                     state: FireState::TimedOut.as_str(),
                     finished_at: now,
@@ -105,6 +116,63 @@ async fn sweep_once(
     }
     if released > 0 || retries > 0 || timed_out > 0 {
         handle.wake();
+    }
+    Ok(())
+}
+
+/// Executors silent past the timeout are probed (`GET <address>/healthz`); one that
+/// does not answer is declared invalid, and its running fires become `lost`, with a new
+/// attempt on a valid executor where the job's retry policy allows (origin document 000).
+async fn sweep_silent_executors(
+    db: &Db,
+    settings: &SchedulerSettings,
+    probe: &awc::Client,
+    handle: &SchedulerHandle,
+) -> Result<(), AppError> {
+    let cutoff = now_ms() - settings.executor_timeout_ms as i64;
+    let silent = db
+        .run(false, move |conn| {
+            db::executors::silent_since(conn, cutoff).map_err(AppError::from)
+        })
+        .await?;
+    for executor in silent {
+        let url = format!(
+            "{}{}",
+            executor.address,
+            cronhook_sdk::protocol::HEALTH_ROUTE
+        );
+        let reason = match probe.get(&url).send().await {
+            Ok(response) if response.status().is_success() => continue,
+            Ok(response) => format!("health probe answered {}", response.status()),
+            Err(e) => format!("health probe failed: {e}"),
+        };
+        let label = crate::dispatch::routing::executor_label(&executor.app, &executor.instance_id);
+        let lost = db
+            .run(true, move |conn| -> Result<(usize, usize), AppError> {
+                if !db::executors::mark_invalid(conn, &executor.id)? {
+                    return Ok((0, 0));
+                }
+                let now = now_ms();
+                let mut lost = 0;
+                let mut retries = 0;
+                for fire in db::fires::running_on(conn, &label)? {
+                    let finish = Finish {
+                        state: FireState::Lost.as_str(),
+                        finished_at: now,
+                        error: Some(format!("executor {label} stopped answering ({reason})")),
+                        ..Default::default()
+                    };
+                    let ended = end_fire(conn, &fire, &["running"], &finish)?;
+                    lost += usize::from(ended.changed);
+                    retries += usize::from(ended.retry.is_some());
+                }
+                log::warn!("executor {label} declared invalid ({reason}); {lost} running fire(s) lost, {retries} retried elsewhere");
+                Ok((lost, retries))
+            })
+            .await?;
+        if lost.1 > 0 {
+            handle.wake();
+        }
     }
     Ok(())
 }

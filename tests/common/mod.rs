@@ -380,7 +380,10 @@ pub fn postgres_url(test: &str) -> Option<String> {
     match std::env::var("CRONHOOK_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!(
+            // Straight to the process's stderr: libtest hides eprintln! of passing tests.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr().lock(),
                 "\n*** SKIPPED {test}: CRONHOOK_TEST_POSTGRES_URL is not set (PostgreSQL tests need it; .ci/run sets it) ***\n"
             );
             None
