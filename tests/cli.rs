@@ -106,7 +106,7 @@ fn migrate_creates_the_schema_and_is_idempotent() {
     let db = format!("sqlite://{}", dir.path().join("m.db").display());
     let (code, out, err) = run(&["migrate", "--database", &db]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("1 migration(s) applied"), "{out}");
+    assert!(out.starts_with("2 migration(s) applied"), "{out}");
     let (code, out, _) = run(&["migrate", "--database", &db]);
     assert_eq!(code, 0);
     assert!(out.starts_with("0 migration(s) applied"), "{out}");
@@ -123,7 +123,7 @@ fn postgres_migrations_apply_cleanly_to_a_real_server() {
     };
     let (code, out, err) = run(&["migrate", "--database", &pg.url]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("1 migration(s) applied"), "{out}");
+    assert!(out.starts_with("2 migration(s) applied"), "{out}");
     let (code, out, _) = run(&["migrate", "--database", &pg.url]);
     assert_eq!(code, 0);
     assert!(out.starts_with("0 migration(s) applied"), "{out}");

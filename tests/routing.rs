@@ -450,3 +450,99 @@ async fn a_killed_executors_running_fires_are_lost_and_redone_elsewhere() {
     rust.served.stop().await;
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn broadcast_reaches_every_valid_executor_with_distinct_shards() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let members: Vec<Member> = ["s0", "s1", "s2"]
+        .iter()
+        .map(|i| member(&app, dir.path(), i, 2, 4))
+        .collect();
+    wait_registered(&app, 3).await;
+    let job = pool_job(&app, "everyone", json!("broadcast"), json!({})).await;
+    run_now(&app, &job, json!({})).await;
+    let fires = app
+        .wait_fires(&job, "three succeeded shares", |f| {
+            f.len() == 3 && f.iter().all(|f| f["state"] == "succeeded")
+        })
+        .await;
+    let mut shards: Vec<i64> = fires
+        .iter()
+        .map(|f| f["shard"]["index"].as_i64().unwrap())
+        .collect();
+    shards.sort();
+    assert_eq!(shards, vec![0, 1, 2]);
+    assert!(fires.iter().all(|f| f["shard"]["total"] == 3));
+    assert!(fires
+        .iter()
+        .all(|f| f["scheduled_at"] == fires[0]["scheduled_at"]));
+    let mut executors: Vec<&str> = fires
+        .iter()
+        .map(|f| f["executor"].as_str().unwrap())
+        .collect();
+    executors.sort();
+    executors.dedup();
+    assert_eq!(executors.len(), 3, "one share per executor: {fires:?}");
+    for m in &members {
+        assert_eq!(
+            m.runs.load(Ordering::SeqCst),
+            1,
+            "{} ran its share once",
+            m.instance
+        );
+    }
+    for m in members {
+        m.served.stop().await;
+    }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn round_robin_rotates_and_consistent_hash_sticks() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let members: Vec<Member> = ["r0", "r1", "r2"]
+        .iter()
+        .map(|i| member(&app, dir.path(), i, 4, 16))
+        .collect();
+    wait_registered(&app, 3).await;
+    let rr = pool_job(&app, "rotating", json!("round_robin"), json!({})).await;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let fire = run_now(&app, &rr, json!({})).await;
+        seen.push(
+            placed(&app, &fire).await["executor"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(seen[0..3], seen[3..6], "the same rotation twice: {seen:?}");
+    let mut first_round = seen[0..3].to_vec();
+    first_round.sort();
+    first_round.dedup();
+    assert_eq!(
+        first_round.len(),
+        3,
+        "each executor once per round: {seen:?}"
+    );
+
+    let sticky = pool_job(&app, "sticky", json!("consistent_hash"), json!({})).await;
+    let mut homes = Vec::new();
+    for _ in 0..5 {
+        let fire = run_now(&app, &sticky, json!({})).await;
+        homes.push(
+            placed(&app, &fire).await["executor"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    homes.dedup();
+    assert_eq!(homes.len(), 1, "a job keeps its executor: {homes:?}");
+    for m in members {
+        m.served.stop().await;
+    }
+    app.stop().await;
+}

@@ -32,6 +32,9 @@ pub struct FireRow {
     pub reported_started_at: Option<i64>,
     pub reported_finished_at: Option<i64>,
     pub late_result: Option<String>,
+    /// Broadcast fires: which executor's share this is (0 otherwise), of how many (1).
+    pub shard_index: i32,
+    pub shard_total: i32,
 }
 
 /// Inserts fire rows; a row whose `(trigger_id, scheduled_at, attempt)` already
@@ -397,6 +400,13 @@ pub fn running_on(conn: &mut DbConnection, executor: &str) -> QueryResult<Vec<Fi
         .filter(fires::executor.eq(executor))
         .select(FireRow::as_select())
         .load(conn)
+}
+
+/// Broadcast: records the original fire's share count.
+pub fn set_shard_total(conn: &mut DbConnection, id: &str, total: i32) -> QueryResult<usize> {
+    diesel::update(fires::table.find(id))
+        .set(fires::shard_total.eq(total))
+        .execute(conn)
 }
 
 pub fn count_running_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<i64> {

@@ -53,6 +53,8 @@ diesel::table! {
         reported_started_at -> Nullable<BigInt>,
         reported_finished_at -> Nullable<BigInt>,
         late_result -> Nullable<Text>,
+        shard_index -> Integer,
+        shard_total -> Integer,
     }
 }
 

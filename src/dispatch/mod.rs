@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use cronhook_sdk::protocol::{self, DispatchRequest};
+use cronhook_sdk::protocol::{self, DispatchRequest, Shard};
 
 use crate::db::fires::Finish;
 use crate::db::{self, Db};
@@ -191,6 +191,84 @@ impl Dispatcher {
                 .await;
             return;
         }
+        // A broadcast fire splits into one share per valid executor; a retried share
+        // (shard_total > 1 already) goes to whichever executor takes it.
+        if spec.routing == Routing::Broadcast && due.fire.shard_total == 1 && ordered.len() > 1 {
+            self.broadcast(due, ordered).await;
+            return;
+        }
+        self.try_candidates(due, app, ordered).await;
+    }
+
+    /// Records one share per executor (the original fire is share 0) and sends each
+    /// share to its executor, with its index and the total.
+    async fn broadcast(&self, due: &DueFire, executors: Vec<routing::Candidate>) {
+        let total = executors.len() as i32;
+        let mut shares: Vec<DueFire> = Vec::with_capacity(executors.len());
+        let mut first = due.clone();
+        first.fire.shard_total = total;
+        shares.push(first);
+        for index in 1..total {
+            let mut fire = due.fire.clone();
+            fire.id = uuid::Uuid::now_v7().to_string();
+            fire.shard_index = index;
+            fire.shard_total = total;
+            shares.push(DueFire {
+                fire,
+                job: due.job.clone(),
+            });
+        }
+        let original = due.fire.id.clone();
+        let siblings: Vec<db::fires::FireRow> =
+            shares[1..].iter().map(|s| s.fire.clone()).collect();
+        let recorded = self
+            .db
+            .run(true, move |conn| -> Result<Vec<String>, AppError> {
+                use diesel::Connection;
+                conn.transaction(|conn| {
+                    db::fires::set_shard_total(conn, &original, total)?;
+                    Ok(db::fires::insert_new(conn, &siblings)?)
+                })
+            })
+            .await;
+        let inserted: std::collections::HashSet<String> = match recorded {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                log::error!(
+                    "fire {} job {}: could not record broadcast shares: {e}",
+                    due.fire.id,
+                    due.job.key
+                );
+                self.end(
+                    due,
+                    FireState::Failed,
+                    None,
+                    None,
+                    Some(format!("broadcast shares could not be recorded: {e}")),
+                )
+                .await;
+                return;
+            }
+        };
+        let sends = shares
+            .iter()
+            .zip(executors)
+            .filter(|(share, _)| share.fire.shard_index == 0 || inserted.contains(&share.fire.id))
+            .map(|(share, executor)| async move {
+                let dispatched_at = now_ms();
+                let deadline = dispatched_at + share.job.spec.timeout_ms as i64;
+                let answer = self
+                    .send(share, &executor.dispatch_url(), dispatched_at, deadline)
+                    .await;
+                self.record_answer(share, answer, executor.label(), dispatched_at, deadline)
+                    .await;
+            });
+        futures_util::future::join_all(sends).await;
+    }
+
+    /// Tries the candidates in order until one takes the fire.
+    async fn try_candidates(&self, due: &DueFire, app: &str, ordered: Vec<routing::Candidate>) {
+        let spec = &due.job.spec;
         let mut refusals = Vec::new();
         let total = ordered.len();
         for candidate in ordered {
@@ -375,7 +453,10 @@ impl Dispatcher {
             deadline: to_datetime(deadline),
             payload,
             callback_url: format!("{}/api/v1/fires/{}/result", self.callback_base, due.fire.id),
-            shard: None,
+            shard: (due.fire.shard_total > 1).then(|| Shard {
+                index: due.fire.shard_index as u32,
+                total: due.fire.shard_total as u32,
+            }),
         };
         let body = match serde_json::to_vec(&request) {
             Ok(body) => body,

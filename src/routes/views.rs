@@ -123,6 +123,9 @@ pub struct FireView {
     pub reported_finished_at: Option<String>,
     pub late_result: Option<serde_json::Value>,
     pub node: Option<String>,
+    /// Broadcast share: `{index, total}`; absent for ordinary fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<serde_json::Value>,
 }
 
 impl From<&FireRow> for FireView {
@@ -152,6 +155,8 @@ impl From<&FireRow> for FireView {
             reported_finished_at: f.reported_finished_at.map(to_rfc3339),
             late_result: json(&f.late_result),
             node: f.owner_node.clone(),
+            shard: (f.shard_total > 1)
+                .then(|| serde_json::json!({ "index": f.shard_index, "total": f.shard_total })),
         }
     }
 }

@@ -204,6 +204,8 @@ pub fn new_fire_row(
         reported_started_at: None,
         reported_finished_at: None,
         late_result: None,
+        shard_index: 0,
+        shard_total: 1,
     }
 }
 

@@ -77,6 +77,8 @@ fn schedule_retry(
         None,
     );
     row.payload = fire.payload.clone();
+    row.shard_index = fire.shard_index;
+    row.shard_total = fire.shard_total;
     let inserted = db::fires::insert_new(conn, std::slice::from_ref(&row))?;
     Ok((!inserted.is_empty()).then_some(row))
 }
