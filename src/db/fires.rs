@@ -133,7 +133,7 @@ pub fn claim_pending(
                 .filter(fires::dispatched_at.is_null())
                 .filter(fires::owner_node.is_null())
                 .filter(fires::due_at.le(horizon))
-                .order(fires::due_at.asc())
+                .order((fires::due_at.asc(), fires::scheduled_at.asc()))
                 .limit(limit)
                 .select(FireRow::as_select())
         };
@@ -407,6 +407,14 @@ pub fn set_shard_total(conn: &mut DbConnection, id: &str, total: i32) -> QueryRe
     diesel::update(fires::table.find(id))
         .set(fires::shard_total.eq(total))
         .execute(conn)
+}
+
+pub fn running_ids_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<Vec<String>> {
+    fires::table
+        .filter(fires::job_id.eq(job_id))
+        .filter(fires::state.eq("running"))
+        .select(fires::id)
+        .load(conn)
 }
 
 pub fn count_running_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<i64> {

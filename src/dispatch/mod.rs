@@ -37,10 +37,14 @@ pub struct Dispatcher {
     executor_timeout_ms: u64,
     /// Round-robin positions per job.
     turns: RefCell<HashMap<String, usize>>,
+    /// Jobs with `concurrency: queue` that have a fire being dispatched on this node.
+    in_flight_jobs: RefCell<std::collections::HashSet<String>>,
 }
 
 /// Consecutive unreachable dispatches after which an executor is invalid until it beats again.
 const MAX_EXECUTOR_FAILURES: i32 = 3;
+/// How often a queued fire (concurrency: queue) looks again whether its turn came.
+const QUEUE_RECHECK_MS: i64 = 200;
 /// How often a pinned fire waiting for its instance looks again.
 const PINNED_RECHECK_MS: i64 = 1_000;
 
@@ -79,40 +83,97 @@ impl Dispatcher {
             on_retry,
             executor_timeout_ms,
             turns: RefCell::new(HashMap::new()),
+            in_flight_jobs: RefCell::new(Default::default()),
         })
     }
 
     /// Sends one fire and records the outcome. Never panics; failures end the fire as `failed`.
     pub async fn dispatch(&self, due: DueFire) {
-        let fire_id = due.fire.id.clone();
-        let job_key = due.job.key.clone();
-        if due.job.spec.concurrency == Concurrency::Forbid {
-            match self.overlapping(&due).await {
-                Ok(true) => {
-                    self.end(
-                        &due,
-                        FireState::Skipped,
-                        None,
-                        None,
-                        Some(
-                            "skipped: a fire of this job is still running (concurrency: forbid)"
-                                .into(),
-                        ),
-                    )
-                    .await;
-                    return;
+        // Queued jobs run one at a time: a fire of the job in flight on this node counts
+        // like a running one, until its acknowledgement is recorded.
+        let queued = due.job.spec.concurrency == Concurrency::Queue;
+        if queued && !self.in_flight_jobs.borrow_mut().insert(due.job.id.clone()) {
+            self.postpone(&due, now_ms() + QUEUE_RECHECK_MS).await;
+            return;
+        }
+        if self.overlap_allows(&due).await {
+            self.send_to_target(&due).await;
+        }
+        if queued {
+            self.in_flight_jobs.borrow_mut().remove(&due.job.id);
+        }
+    }
+
+    /// Applies the job's concurrency policy when another fire of it is running; false
+    /// when this fire must not go out now (skipped or postponed).
+    async fn overlap_allows(&self, due: &DueFire) -> bool {
+        let policy = due.job.spec.concurrency;
+        if policy == Concurrency::Allow {
+            return true;
+        }
+        let running = match self.running_fires(due).await {
+            Ok(running) => running,
+            Err(e) => {
+                log::warn!(
+                    "fire {} job {}: overlap check failed: {e}",
+                    due.fire.id,
+                    due.job.key
+                );
+                return true;
+            }
+        };
+        if running.is_empty() {
+            return true;
+        }
+        match policy {
+            Concurrency::Allow => true,
+            Concurrency::Forbid => {
+                self.end(
+                    due,
+                    FireState::Skipped,
+                    None,
+                    None,
+                    Some(
+                        "skipped: a fire of this job is still running (concurrency: forbid)".into(),
+                    ),
+                )
+                .await;
+                false
+            }
+            Concurrency::Queue => {
+                self.postpone(due, now_ms() + QUEUE_RECHECK_MS).await;
+                false
+            }
+            Concurrency::Replace => {
+                for id in running {
+                    let cancelled = self
+                        .db
+                        .run(true, move |conn| {
+                            crate::scheduler::outcome::cancel_fire(
+                                conn,
+                                &id,
+                                now_ms(),
+                                "cancelled: replaced by a newer fire of the job (concurrency: replace)",
+                            )
+                        })
+                        .await;
+                    if let Err(e) = cancelled {
+                        log::debug!("fire {} job {}: replacing: {e}", due.fire.id, due.job.key);
+                    }
                 }
-                Ok(false) => {}
-                Err(e) => log::warn!("fire {fire_id} job {job_key}: overlap check failed: {e}"),
+                true
             }
         }
+    }
+
+    async fn send_to_target(&self, due: &DueFire) {
         if let Some(app) = due.job.spec.target.app.clone() {
-            self.dispatch_to_pool(&due, &app).await;
+            self.dispatch_to_pool(due, &app).await;
             return;
         }
         let Some(url) = due.job.spec.target.url.clone() else {
             self.end(
-                &due,
+                due,
                 FireState::Failed,
                 None,
                 None,
@@ -123,8 +184,8 @@ impl Dispatcher {
         };
         let dispatched_at = now_ms();
         let deadline = dispatched_at + due.job.spec.timeout_ms as i64;
-        let answer = self.send(&due, &url, dispatched_at, deadline).await;
-        self.record_answer(&due, answer, url, dispatched_at, deadline)
+        let answer = self.send(due, &url, dispatched_at, deadline).await;
+        self.record_answer(due, answer, url, dispatched_at, deadline)
             .await;
     }
 
@@ -428,11 +489,12 @@ impl Dispatcher {
         }
     }
 
-    async fn overlapping(&self, due: &DueFire) -> Result<bool, AppError> {
+    /// Ids of this job's running fires.
+    async fn running_fires(&self, due: &DueFire) -> Result<Vec<String>, AppError> {
         let job_id = due.job.id.clone();
         self.db
             .run(false, move |conn| {
-                Ok::<_, AppError>(db::fires::count_running_for_job(conn, &job_id)? > 0)
+                Ok::<_, AppError>(db::fires::running_ids_for_job(conn, &job_id)?)
             })
             .await
     }

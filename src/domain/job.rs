@@ -148,6 +148,10 @@ pub enum Concurrency {
     Allow,
     /// Record the new fire as `skipped`.
     Forbid,
+    /// Cancel the running fire (through its executor's heartbeat) and run the new one.
+    Replace,
+    /// Hold the new fire until the running one ends: one at a time, in order.
+    Queue,
 }
 
 /// How an executor is picked when the target is an app (DESIGN.md, executor selection).

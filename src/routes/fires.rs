@@ -113,7 +113,9 @@ pub async fn cancel(_: Admin, state: State, id: web::Path<String>) -> AppResult<
     let id = parse_id("fire", &id)?;
     let fire = state
         .db
-        .run(true, move |conn| cancel_fire(conn, &id, now_ms()))
+        .run(true, move |conn| {
+            cancel_fire(conn, &id, now_ms(), "cancelled by an operator")
+        })
         .await?;
     log::info!(
         "fire {} job_id {}: cancelled by an operator",

@@ -11,7 +11,7 @@ use crate::db::fires::{Finish, FireRow};
 use crate::db::jobs::JobRow;
 use crate::db::triggers::TriggerRow;
 use crate::db::{self, DbConnection};
-use crate::domain::{FireState, JobSpec, JobState, MisfirePolicy, TriggerSpec};
+use crate::domain::{Concurrency, FireState, JobSpec, JobState, MisfirePolicy, TriggerSpec};
 use crate::error::AppError;
 use crate::time::Millis;
 
@@ -327,7 +327,12 @@ pub fn claim_pending_fires(
                 );
                 continue;
             };
-            let spec = fire.trigger_id.as_ref().and_then(|id| triggers.get(id));
+            // A queued job's fires wait their turn on purpose: lateness is not a misfire.
+            let spec = fire
+                .trigger_id
+                .as_ref()
+                .and_then(|id| triggers.get(id))
+                .filter(|_| job.spec.concurrency != Concurrency::Queue);
             if let Some(reason) = late_hand_back_verdict(conn, &fire, spec, window)? {
                 let finish = Finish {
                     state: FireState::Misfired.as_str(),

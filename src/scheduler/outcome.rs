@@ -180,6 +180,7 @@ pub fn cancel_fire(
     conn: &mut DbConnection,
     fire_id: &str,
     now: Millis,
+    reason: &str,
 ) -> Result<FireRow, AppError> {
     conn.transaction(|conn| {
         let fire = db::fires::find(conn, fire_id)?
@@ -187,7 +188,7 @@ pub fn cancel_fire(
         let finish = Finish {
             state: FireState::Cancelled.as_str(),
             finished_at: now,
-            error: Some("cancelled by an operator".into()),
+            error: Some(reason.to_string()),
             ..Default::default()
         };
         if db::fires::finish(conn, fire_id, &["fired", "running"], &finish)? == 0 {
