@@ -21,8 +21,8 @@ const CANCEL_REPEAT_MS: i64 = 5 * 60_000;
 /// (`app/instance`) and, for URL-target jobs, its dispatch URL.
 pub fn executor_labels(row: &ExecutorRow) -> Vec<String> {
     vec![
-        format!("{}/{}", row.app, row.instance_id),
-        format!("{}/fires", row.address),
+        crate::dispatch::routing::executor_label(&row.app, &row.instance_id),
+        format!("{}{}", row.address, cronhook_sdk::protocol::FIRES_ROUTE),
     ]
 }
 
