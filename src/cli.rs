@@ -106,6 +106,7 @@ pub fn init_logging(format: &str) {
     let mut builder = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,actix_server=warn"),
     );
+    builder.format_timestamp_millis();
     if format == "json" {
         builder.format(|buf, record| {
             let line = serde_json::json!({

@@ -35,6 +35,28 @@ impl AppError {
         AppError::Invalid(format!("{field}: {reason}"))
     }
 
+    /// The database could not be reached (pool time-out, connection cut, server
+    /// restarting): worth trying again, unlike a rejected statement.
+    pub fn is_database_unreachable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            AppError::Pool(_) => true,
+            AppError::Database(Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+                ) || {
+                    let message = info.message();
+                    message.contains("terminating connection")
+                        || message.contains("server closed the connection")
+                        || message.contains("the database system is")
+                }
+            }
+            AppError::Database(Error::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+
     fn title(&self) -> &'static str {
         match self {
             AppError::Invalid(_) => "Invalid request",

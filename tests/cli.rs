@@ -10,14 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn cronhook() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cronhook"));
-    // The test environment must not leak settings into the child.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CRONHOOK_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
+    cronhook_command()
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {

@@ -159,19 +159,59 @@ pub fn claim_pending(
     Ok(rows)
 }
 
-/// Of `ids`, those still waiting to be dispatched by `node` (not cancelled, dropped or taken over).
-pub fn still_owned_pending(
+/// The dispatch fence: of `ids`, marks those still owned by `node` and waiting
+/// (not cancelled, dropped or taken over) as being sent now, and returns them. Only
+/// what comes back may be sent: a node that was declared dead (and whose fires were
+/// taken over) gets nothing back, so a fire goes out from one node only.
+pub fn fence_for_dispatch(
     conn: &mut DbConnection,
     node: &str,
     ids: &[String],
+    now: i64,
 ) -> QueryResult<Vec<String>> {
-    fires::table
-        .filter(fires::id.eq_any(ids))
-        .filter(fires::state.eq("fired"))
-        .filter(fires::dispatched_at.is_null())
-        .filter(fires::owner_node.eq(node))
-        .select(fires::id)
-        .load(conn)
+    macro_rules! fence {
+        () => {
+            diesel::update(
+                fires::table
+                    .filter(fires::id.eq_any(ids))
+                    .filter(fires::state.eq("fired"))
+                    .filter(fires::dispatched_at.is_null())
+                    .filter(fires::owner_node.eq(node)),
+            )
+            .set(fires::dispatched_at.eq(now))
+            .returning(fires::id)
+        };
+    }
+    match conn {
+        DbConnection::Postgresql(pg) => fence!().get_results(pg),
+        DbConnection::Sqlite(lite) => fence!().get_results(lite),
+    }
+}
+
+/// Whether a queued job's fire must wait its turn: another fire of the job is out
+/// (running, or sent and not yet answered), or an earlier one is still waiting.
+pub fn queued_fire_must_wait(conn: &mut DbConnection, fire: &FireRow) -> QueryResult<bool> {
+    use diesel::dsl::exists;
+    let out = fires::state.eq("running").or(fires::state
+        .eq("fired")
+        .and(fires::dispatched_at.is_not_null()));
+    let earlier_waiting = fires::state
+        .eq("fired")
+        .and(fires::dispatched_at.is_null())
+        .and(
+            fires::scheduled_at
+                .lt(fire.scheduled_at)
+                .or(fires::scheduled_at
+                    .eq(fire.scheduled_at)
+                    .and(fires::id.lt(&fire.id))),
+        );
+    diesel::select(exists(
+        fires::table
+            .filter(fires::job_id.eq(&fire.job_id))
+            .filter(fires::id.ne(&fire.id))
+            .filter(out.or(earlier_waiting)),
+    ))
+    .get_result(conn)
 }
 
 /// The target acknowledged a callback-mode dispatch: `fired → running`.
@@ -240,28 +280,34 @@ pub fn past_deadline(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResu
         .load(conn)
 }
 
-/// Hands back what `node` claimed but did not dispatch, so another node (or the next start) fires it.
+/// Hands back what `node` claimed and has not seen answered, so another node (or the
+/// next start) fires it. A fire whose send was cut short goes out again with the same
+/// fire id, which executors de-duplicate.
 pub fn release_owned(conn: &mut DbConnection, node: &str) -> QueryResult<usize> {
     diesel::update(
         fires::table
             .filter(fires::owner_node.eq(node))
-            .filter(fires::state.eq("fired"))
-            .filter(fires::dispatched_at.is_null()),
+            .filter(fires::state.eq("fired")),
     )
-    .set(fires::owner_node.eq(None::<String>))
+    .set((
+        fires::owner_node.eq(None::<String>),
+        fires::dispatched_at.eq(None::<i64>),
+    ))
     .execute(conn)
 }
 
-/// Releases the undispatched fires of nodes that are not in `live_nodes`.
+/// Releases the unanswered fires of nodes that are not in `live_nodes` (stopped or dead).
 pub fn release_orphaned(conn: &mut DbConnection, live_nodes: &[String]) -> QueryResult<usize> {
     diesel::update(
         fires::table
             .filter(fires::owner_node.is_not_null())
             .filter(fires::owner_node.ne_all(live_nodes))
-            .filter(fires::state.eq("fired"))
-            .filter(fires::dispatched_at.is_null()),
+            .filter(fires::state.eq("fired")),
     )
-    .set(fires::owner_node.eq(None::<String>))
+    .set((
+        fires::owner_node.eq(None::<String>),
+        fires::dispatched_at.eq(None::<i64>),
+    ))
     .execute(conn)
 }
 
@@ -377,20 +423,16 @@ pub fn average_durations(
         .collect())
 }
 
-/// Releases an undispatched fire to be claimed again at `due_at` (a pinned fire
-/// waiting for its instance).
+/// Releases a fire that has not gone out to be claimed again at `due_at` (a pinned
+/// fire waiting for its instance, a queued fire waiting for its turn).
 pub fn postpone(conn: &mut DbConnection, id: &str, due_at: i64) -> QueryResult<usize> {
-    diesel::update(
-        fires::table
-            .find(id)
-            .filter(fires::state.eq("fired"))
-            .filter(fires::dispatched_at.is_null()),
-    )
-    .set((
-        fires::due_at.eq(due_at),
-        fires::owner_node.eq(None::<String>),
-    ))
-    .execute(conn)
+    diesel::update(fires::table.find(id).filter(fires::state.eq("fired")))
+        .set((
+            fires::due_at.eq(due_at),
+            fires::owner_node.eq(None::<String>),
+            fires::dispatched_at.eq(None::<i64>),
+        ))
+        .execute(conn)
 }
 
 /// Running fires on the executor with this label.
@@ -434,7 +476,7 @@ pub fn fill_dispatch_facts(
     http_status: i32,
     executor: &str,
 ) -> QueryResult<usize> {
-    diesel::update(fires::table.find(id).filter(fires::dispatched_at.is_null()))
+    diesel::update(fires::table.find(id).filter(fires::acked_at.is_null()))
         .set((
             fires::dispatched_at.eq(dispatched_at),
             fires::acked_at.eq(acked_at),

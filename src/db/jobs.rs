@@ -119,3 +119,17 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
         .execute(conn)?;
     diesel::delete(jobs::table.find(id)).execute(conn)
 }
+
+/// Locks the job's row until the transaction ends, so decisions about the job's
+/// running fires (the `queue` policy's one at a time) are taken by one node at a time.
+/// SQLite needs nothing: it has a single writer.
+pub fn lock_for_update(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        jobs::table
+            .find(id)
+            .select(jobs::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}

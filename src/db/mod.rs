@@ -28,6 +28,8 @@ pub enum DbConnection {
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// PostgreSQL advisory lock held while migrating ("cronhook" in ASCII, as a number).
+const MIGRATION_LOCK_KEY: i64 = 0x63_72_6f_6e_68_6f_6f_6b;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -214,16 +216,24 @@ impl Db {
             DbConnection::Sqlite(c) => c
                 .run_pending_migrations(SQLITE_MIGRATIONS)
                 .map(|v| v.iter().map(|m| m.to_string()).collect()),
-            DbConnection::Postgresql(c) => c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+            DbConnection::Postgresql(c) => {
+                // Nodes of a cluster may start together: one migrates, the others wait
+                // for it and then find nothing pending.
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+                let applied = c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.iter().map(|m| m.to_string()).collect());
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+                applied
+            }
         };
         applied.map_err(|e| DbError::Migration(e.to_string()))
     }
 
-    /// True when every embedded migration has been applied.
-    pub fn migrations_applied(&self) -> Result<bool, DbError> {
-        let mut conn = self.read()?;
+    /// True when every embedded migration has been applied. Waits at most `wait` for
+    /// a connection, so a readiness probe answers promptly while the database is away.
+    pub fn migrations_applied(&self, wait: Duration) -> Result<bool, DbError> {
+        let mut conn = self.read.get_timeout(wait)?;
         let pending = match &mut *conn {
             DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
             DbConnection::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
@@ -246,6 +256,36 @@ impl Db {
             f(&mut conn)
         })
         .await?
+    }
+}
+
+/// How long a write recording what already happened (a target's answer) keeps trying
+/// while the database is unreachable.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
+
+impl Db {
+    /// Like [`Db::run`] on the writer, for writes that record what already happened
+    /// outside the database (a target answered): while the database is unreachable
+    /// they are retried with backoff instead of being lost.
+    pub async fn run_until_recorded<T, F>(&self, f: F) -> Result<T, crate::error::AppError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut DbConnection) -> Result<T, crate::error::AppError> + Clone + Send + 'static,
+    {
+        let give_up = std::time::Instant::now() + RECORD_RETRY_FOR;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.run(true, f.clone()).await {
+                Err(e) if e.is_database_unreachable() && std::time::Instant::now() < give_up => {
+                    log::warn!(
+                        "database unreachable while recording ({e}); retrying in {backoff:?}"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
     }
 }
 

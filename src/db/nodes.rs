@@ -30,10 +30,46 @@ pub fn heartbeat(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<boo
     Ok(changed == 1)
 }
 
+/// Brings back a node that another node declared dead (it was paused or cut off for
+/// longer than the node timeout). Its fires were taken over; it starts afresh.
+pub fn rejoin(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(nodes::table.find(id))
+        .set((
+            nodes::stopped_at.eq(None::<i64>),
+            nodes::last_heartbeat_at.eq(now),
+        ))
+        .execute(conn)
+}
+
 pub fn mark_stopped(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<usize> {
     diesel::update(nodes::table.find(id))
         .set(nodes::stopped_at.eq(now))
         .execute(conn)
+}
+
+/// Marks the nodes silent since before `cutoff` as stopped (dead) and returns them
+/// with their last heartbeat. A marked node that was only paused learns it from its
+/// next heartbeat (see [`heartbeat`]).
+pub fn declare_dead(
+    conn: &mut DbConnection,
+    cutoff: i64,
+    now: i64,
+) -> QueryResult<Vec<(String, i64)>> {
+    macro_rules! declare {
+        () => {
+            diesel::update(
+                nodes::table
+                    .filter(nodes::stopped_at.is_null())
+                    .filter(nodes::last_heartbeat_at.lt(cutoff)),
+            )
+            .set(nodes::stopped_at.eq(now))
+            .returning((nodes::id, nodes::last_heartbeat_at))
+        };
+    }
+    match conn {
+        DbConnection::Postgresql(pg) => declare!().get_results(pg),
+        DbConnection::Sqlite(lite) => declare!().get_results(lite),
+    }
 }
 
 /// Ids of nodes with a heartbeat newer than `cutoff` that have not stopped.

@@ -37,14 +37,10 @@ pub struct Dispatcher {
     executor_timeout_ms: u64,
     /// Round-robin positions per job.
     turns: RefCell<HashMap<String, usize>>,
-    /// Jobs with `concurrency: queue` that have a fire being dispatched on this node.
-    in_flight_jobs: RefCell<std::collections::HashSet<String>>,
 }
 
 /// Consecutive unreachable dispatches after which an executor is invalid until it beats again.
 const MAX_EXECUTOR_FAILURES: i32 = 3;
-/// How often a queued fire (concurrency: queue) looks again whether its turn came.
-const QUEUE_RECHECK_MS: i64 = 200;
 /// How often a pinned fire waiting for its instance looks again.
 const PINNED_RECHECK_MS: i64 = 1_000;
 
@@ -69,6 +65,9 @@ impl Dispatcher {
     ) -> Rc<Dispatcher> {
         let connector = awc::Connector::new()
             .limit(max_connections)
+            // Shorter than common servers' idle time-outs (actix-web and Node: 5 s), so an
+            // idle connection is dropped here before the target closes it under a request.
+            .conn_keep_alive(Duration::from_secs(4))
             .timeout(Duration::from_secs(5));
         let client = awc::Client::builder()
             .connector(connector)
@@ -83,24 +82,14 @@ impl Dispatcher {
             on_retry,
             executor_timeout_ms,
             turns: RefCell::new(HashMap::new()),
-            in_flight_jobs: RefCell::new(Default::default()),
         })
     }
 
-    /// Sends one fire and records the outcome. Never panics; failures end the fire as `failed`.
+    /// Sends one fire (it passed the dispatch fence) and records the outcome. Never
+    /// panics; failures end the fire as `failed`.
     pub async fn dispatch(&self, due: DueFire) {
-        // Queued jobs run one at a time: a fire of the job in flight on this node counts
-        // like a running one, until its acknowledgement is recorded.
-        let queued = due.job.spec.concurrency == Concurrency::Queue;
-        if queued && !self.in_flight_jobs.borrow_mut().insert(due.job.id.clone()) {
-            self.postpone(&due, now_ms() + QUEUE_RECHECK_MS).await;
-            return;
-        }
         if self.overlap_allows(&due).await {
             self.send_to_target(&due).await;
-        }
-        if queued {
-            self.in_flight_jobs.borrow_mut().remove(&due.job.id);
         }
     }
 
@@ -108,7 +97,8 @@ impl Dispatcher {
     /// when this fire must not go out now (skipped or postponed).
     async fn overlap_allows(&self, due: &DueFire) -> bool {
         let policy = due.job.spec.concurrency;
-        if policy == Concurrency::Allow {
+        // A queued fire's turn was decided under the job's lock when it was fenced.
+        if matches!(policy, Concurrency::Allow | Concurrency::Queue) {
             return true;
         }
         let running = match self.running_fires(due).await {
@@ -126,7 +116,7 @@ impl Dispatcher {
             return true;
         }
         match policy {
-            Concurrency::Allow => true,
+            Concurrency::Allow | Concurrency::Queue => true,
             Concurrency::Forbid => {
                 self.end(
                     due,
@@ -138,10 +128,6 @@ impl Dispatcher {
                     ),
                 )
                 .await;
-                false
-            }
-            Concurrency::Queue => {
-                self.postpone(due, now_ms() + QUEUE_RECHECK_MS).await;
                 false
             }
             Concurrency::Replace => {
@@ -274,6 +260,9 @@ impl Dispatcher {
             fire.id = uuid::Uuid::now_v7().to_string();
             fire.shard_index = index;
             fire.shard_total = total;
+            // Recorded as already out, like the fenced original: only a dead node's
+            // orphan sweep may send it again.
+            fire.dispatched_at = Some(now_ms());
             shares.push(DueFire {
                 fire,
                 job: due.job.clone(),
@@ -433,7 +422,7 @@ impl Dispatcher {
             Answer::Accepted(status) => {
                 let id = fire_id.clone();
                 self.db
-                    .run(true, move |conn| -> Result<(), AppError> {
+                    .run_until_recorded(move |conn| -> Result<(), AppError> {
                         let changed = db::fires::mark_running(
                             conn,
                             &id,
@@ -531,23 +520,32 @@ impl Dispatcher {
                 .dispatch_timeout
                 .min(Duration::from_millis(due.job.spec.timeout_ms)),
         };
-        let sent = self
-            .client
-            .post(url)
-            .timeout(timeout)
-            .insert_header((awc::http::header::CONTENT_TYPE, "application/json"))
-            .insert_header((protocol::FIRE_HEADER, due.fire.id.as_str()))
-            .insert_header((
-                protocol::SCHEDULED_HEADER,
-                request.scheduled_at.to_rfc3339(),
-            ))
-            .insert_header((protocol::ATTEMPT_HEADER, request.attempt.to_string()))
-            .insert_header((
-                protocol::SIGNATURE_HEADER,
-                protocol::sign_now(&self.secret, &body),
-            ))
-            .send_body(body)
-            .await;
+        let signature = protocol::sign_now(&self.secret, &body);
+        let mut reused_connection_closed = false;
+        let sent = loop {
+            let sent = self
+                .client
+                .post(url)
+                .timeout(timeout)
+                .insert_header((awc::http::header::CONTENT_TYPE, "application/json"))
+                .insert_header((protocol::FIRE_HEADER, due.fire.id.as_str()))
+                .insert_header((
+                    protocol::SCHEDULED_HEADER,
+                    request.scheduled_at.to_rfc3339(),
+                ))
+                .insert_header((protocol::ATTEMPT_HEADER, request.attempt.to_string()))
+                .insert_header((protocol::SIGNATURE_HEADER, signature.as_str()))
+                .send_body(body.clone())
+                .await;
+            match sent {
+                // A pooled keep-alive connection the target closed just as it was reused:
+                // send once more on a fresh one (executors de-duplicate by fire id).
+                Err(awc::error::SendRequestError::Connect(
+                    awc::error::ConnectError::Disconnected,
+                )) if !reused_connection_closed => reused_connection_closed = true,
+                sent => break sent,
+            }
+        };
         let mut response = match sent {
             Ok(response) => response,
             Err(e) => return Answer::Failed(None, format!("request to {url} failed: {e}")),
@@ -614,9 +612,7 @@ impl Dispatcher {
         let fire = due.fire.clone();
         let ended: Ended = self
             .db
-            .run(true, move |conn| {
-                end_fire(conn, &fire, &["fired", "running"], &finish)
-            })
+            .run_until_recorded(move |conn| end_fire(conn, &fire, &["fired", "running"], &finish))
             .await?;
         if let Some(retry) = ended.retry {
             log::info!(

@@ -14,18 +14,20 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// How long readiness waits for a database connection before saying "not ready".
+const READINESS_DB_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn readyz(state: State) -> HttpResponse {
     let db = state.db.clone();
-    let migrations = state
-        .db
-        .run(false, move |_| {
-            db.migrations_applied().map_err(AppError::from)
-        })
-        .await;
+    let migrations = actix_web::web::block(move || db.migrations_applied(READINESS_DB_WAIT)).await;
     let (database, migrations_ok) = match migrations {
-        Ok(applied) => (true, applied),
-        Err(e) => {
+        Ok(Ok(applied)) => (true, applied),
+        Ok(Err(e)) => {
             log::warn!("readiness: database check failed: {e}");
+            (false, false)
+        }
+        Err(e) => {
+            log::warn!("readiness: database check did not run: {e}");
             (false, false)
         }
     };
@@ -33,6 +35,7 @@ pub async fn readyz(state: State) -> HttpResponse {
     let ready = database && migrations_ok && scheduler;
     let body = json!({
         "ready": ready,
+        "node": &*state.scheduler.node_id,
         "database": database,
         "migrations_applied": migrations_ok,
         "scheduler_loop": scheduler,

@@ -2,7 +2,7 @@
 //! inserted in state `fired` and their `next_fire_at` advanced — all in one
 //! transaction, so a fire row is durable before any request for it is sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use diesel::Connection;
@@ -349,6 +349,82 @@ pub fn claim_pending_fires(
             });
         }
         Ok((due, full))
+    })
+}
+
+/// How often a queued fire (concurrency: queue) looks again whether its turn came.
+pub const QUEUE_RECHECK_MS: i64 = 200;
+
+/// At their instant, which held fires go out now. Each must pass the dispatch fence
+/// (`db::fires::fence_for_dispatch`: still this node's, still waiting); a fire held past
+/// its misfire threshold (the node could not reach the database in time) follows its
+/// trigger's misfire policy; a queued job's fire goes only when no other fire of the
+/// job is out and no earlier one waits, decided under the job's row lock so two nodes cannot both start one.
+pub fn take_due_for_dispatch(
+    conn: &mut DbConnection,
+    node: &str,
+    wave: &[DueFire],
+    window: &ClaimWindow,
+) -> Result<HashSet<String>, AppError> {
+    conn.transaction(|conn| {
+        let is_late = |due: &DueFire| {
+            due.job.spec.concurrency != Concurrency::Queue
+                && window.now - due.fire.due_at > window.misfire_threshold_ms as i64
+        };
+        let late: Vec<FireRow> = wave
+            .iter()
+            .filter(|d| is_late(d))
+            .map(|d| d.fire.clone())
+            .collect();
+        let triggers = if late.is_empty() {
+            HashMap::new()
+        } else {
+            load_trigger_specs(conn, &late)?
+        };
+        let mut plain = Vec::with_capacity(wave.len());
+        let mut queued = Vec::new();
+        for due in wave {
+            if is_late(due) {
+                let spec = due.fire.trigger_id.as_ref().and_then(|id| triggers.get(id));
+                if let Some(reason) = late_hand_back_verdict(conn, &due.fire, spec, window)? {
+                    let finish = Finish {
+                        state: FireState::Misfired.as_str(),
+                        finished_at: window.now,
+                        error: Some(reason),
+                        ..Default::default()
+                    };
+                    db::fires::finish(conn, &due.fire.id, &[FireState::Fired.as_str()], &finish)?;
+                    continue;
+                }
+            }
+            if due.job.spec.concurrency == Concurrency::Queue {
+                queued.push(due);
+            } else {
+                plain.push(due.fire.id.clone());
+            }
+        }
+        let mut send: HashSet<String> =
+            db::fires::fence_for_dispatch(conn, node, &plain, window.now)?
+                .into_iter()
+                .collect();
+        // One lock order for every node, so two nodes locking jobs cannot deadlock.
+        queued.sort_by(|a, b| {
+            (&a.job.id, a.fire.scheduled_at).cmp(&(&b.job.id, b.fire.scheduled_at))
+        });
+        for due in queued {
+            db::jobs::lock_for_update(conn, &due.job.id)?;
+            let fenced =
+                db::fires::fence_for_dispatch(conn, node, &[due.fire.id.clone()], window.now)?;
+            if fenced.is_empty() {
+                continue;
+            }
+            if db::fires::queued_fire_must_wait(conn, &due.fire)? {
+                db::fires::postpone(conn, &due.fire.id, window.now + QUEUE_RECHECK_MS)?;
+            } else {
+                send.insert(due.fire.id.clone());
+            }
+        }
+        Ok(send)
     })
 }
 

@@ -20,7 +20,7 @@ use crate::db::{self, Db};
 use crate::dispatch::Dispatcher;
 use crate::error::AppError;
 use crate::time::{now_ms, Millis};
-use claim::{claim_due_triggers, claim_pending_fires, ClaimWindow, DueFire};
+use claim::{claim_due_triggers, claim_pending_fires, take_due_for_dispatch, ClaimWindow, DueFire};
 
 /// Shared, thread-safe view of a running scheduler: wake it, ask whether it is alive.
 #[derive(Clone)]
@@ -58,22 +58,27 @@ pub struct Scheduler {
     grace: Duration,
 }
 
-struct Ordered(DueFire);
+/// A held fire and the instant it is next looked at (its due instant, or a retry
+/// of the dispatch fence after a database error).
+struct Held {
+    at: Millis,
+    due: DueFire,
+}
 
-impl PartialEq for Ordered {
+impl PartialEq for Held {
     fn eq(&self, other: &Self) -> bool {
-        self.0.fire.due_at == other.0.fire.due_at && self.0.fire.id == other.0.fire.id
+        self.at == other.at && self.due.fire.id == other.due.fire.id
     }
 }
-impl Eq for Ordered {}
-impl PartialOrd for Ordered {
+impl Eq for Held {}
+impl PartialOrd for Held {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Ordered {
+impl Ord for Held {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.0.fire.due_at, &self.0.fire.id).cmp(&(other.0.fire.due_at, &other.0.fire.id))
+        (self.at, &self.due.fire.id).cmp(&(other.at, &other.due.fire.id))
     }
 }
 
@@ -120,6 +125,7 @@ impl Scheduler {
             actix_rt::spawn(timer_loop(
                 db.clone(),
                 node_id.clone(),
+                settings.clone(),
                 dispatcher,
                 in_flight.clone(),
                 queue_rx,
@@ -250,33 +256,40 @@ async fn claim_loop(
 async fn timer_loop(
     db: Db,
     node: Arc<str>,
+    settings: SchedulerSettings,
     dispatcher: Rc<Dispatcher>,
     in_flight: Arc<Semaphore>,
     mut queue: mpsc::UnboundedReceiver<DueFire>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut heap: BinaryHeap<Reverse<Ordered>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
+    let mut fence_backoff_ms = 100i64;
     loop {
         let wait = heap
             .peek()
-            .map(|Reverse(Ordered(next))| {
-                Duration::from_millis((next.fire.due_at - now_ms()).max(0) as u64)
-            })
+            .map(|Reverse(next)| Duration::from_millis((next.at - now_ms()).max(0) as u64))
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             received = queue.recv() => match received {
-                Some(fire) => heap.push(Reverse(Ordered(fire))),
+                Some(due) => heap.push(Reverse(Held { at: due.fire.due_at, due })),
                 None => break,
             },
             _ = tokio::time::sleep(wait), if !heap.is_empty() => {
                 let now = now_ms();
                 let mut wave = Vec::new();
-                while heap.peek().is_some_and(|Reverse(Ordered(f))| f.fire.due_at <= now) {
-                    if let Some(Reverse(Ordered(f))) = heap.pop() {
-                        wave.push(f);
+                while heap.peek().is_some_and(|Reverse(held)| held.at <= now) {
+                    if let Some(Reverse(held)) = heap.pop() {
+                        wave.push(held.due);
                     }
                 }
-                dispatch_wave(&db, &node, &dispatcher, &in_flight, wave).await;
+                if let Err(wave) = dispatch_wave(&db, &node, &settings, &dispatcher, &in_flight, wave).await {
+                    // Not sent and still ours in the database: look again shortly.
+                    let at = now_ms() + fence_backoff_ms;
+                    heap.extend(wave.into_iter().map(|due| Reverse(Held { at, due })));
+                    fence_backoff_ms = (fence_backoff_ms * 2).min(5_000);
+                } else {
+                    fence_backoff_ms = 100;
+                }
             }
             _ = stop.changed() => break,
         }
@@ -284,44 +297,59 @@ async fn timer_loop(
     // Whatever is still in `heap` stays recorded and owned by this node; shutdown hands it back.
 }
 
-/// Dispatches a set of due fires, skipping those cancelled or dropped since they were claimed.
+/// Dispatches a set of due fires that pass the dispatch fence. When the fence cannot
+/// be asked (database unreachable) nothing is sent — another node may have taken
+/// the fires over — and the wave comes back to be tried again.
 async fn dispatch_wave(
     db: &Db,
     node: &Arc<str>,
+    settings: &SchedulerSettings,
     dispatcher: &Rc<Dispatcher>,
     in_flight: &Arc<Semaphore>,
     wave: Vec<DueFire>,
-) {
+) -> Result<(), Vec<DueFire>> {
     if wave.is_empty() {
-        return;
+        return Ok(());
     }
-    let ids: Vec<String> = wave.iter().map(|f| f.fire.id.clone()).collect();
     let node_id = node.to_string();
-    let still = db
-        .run(false, move |conn| {
-            db::fires::still_owned_pending(conn, &node_id, &ids).map_err(AppError::from)
+    let now = now_ms();
+    let window = ClaimWindow {
+        now,
+        horizon: now,
+        batch: settings.batch_size,
+        misfire_threshold_ms: settings.misfire_threshold_ms,
+        catch_up_max: settings.catch_up_max,
+    };
+    // The fence needs the fires themselves (job policy, trigger); hand them over and back.
+    let wave = Arc::new(wave);
+    let for_fence = wave.clone();
+    let taken = db
+        .run(true, move |conn| {
+            take_due_for_dispatch(conn, &node_id, &for_fence, &window)
         })
         .await;
-    let still: std::collections::HashSet<String> = match still {
-        Ok(ids) => ids.into_iter().collect(),
+    let wave = Arc::try_unwrap(wave).unwrap_or_else(|shared| (*shared).clone());
+    let send = match taken {
+        Ok(send) => send,
         Err(e) => {
-            // Without the check the fires are still recorded; dispatching them is safe
-            // because targets de-duplicate by fire id.
-            log::warn!("pre-dispatch check failed ({e}); dispatching anyway");
-            wave.iter().map(|f| f.fire.id.clone()).collect()
+            log::warn!(
+                "dispatch fence failed for {} fire(s), retrying: {e}",
+                wave.len()
+            );
+            return Err(wave);
         }
     };
     for due in wave {
-        if !still.contains(&due.fire.id) {
+        if !send.contains(&due.fire.id) {
             log::debug!(
-                "fire {} job {}: no longer pending, not dispatched",
+                "fire {} job {}: not sent (taken over, cancelled, dropped, misfired or waiting its turn)",
                 due.fire.id,
                 due.job.key
             );
             continue;
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
+            return Ok(());
         };
         let dispatcher = dispatcher.clone();
         actix_rt::spawn(async move {
@@ -329,6 +357,7 @@ async fn dispatch_wave(
             drop(permit);
         });
     }
+    Ok(())
 }
 
 /// Earliest instant a paused-then-resumed or new trigger needs, for callers that want to wake the loop.

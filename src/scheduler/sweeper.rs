@@ -88,7 +88,15 @@ async fn sweep_once(
         .run(true, move |conn| -> Result<(usize, usize, usize), AppError> {
             let now = now_ms();
             if !db::nodes::heartbeat(conn, &node_id, now)? {
-                log::error!("this node ({node_id}) was declared dead by another node; its claimed fires have been taken over");
+                // The dispatch fence already keeps it from sending what it held.
+                log::error!("this node ({node_id}) was declared dead by another node (paused or cut off past the node timeout); the fires it held were taken over and will not be sent from here; rejoining");
+                db::nodes::rejoin(conn, &node_id, now)?;
+            }
+            for (dead, last_heartbeat_at) in db::nodes::declare_dead(conn, now - node_timeout, now)? {
+                log::warn!(
+                    "node {dead} silent for {} ms: declared dead; its fires are taken over",
+                    now - last_heartbeat_at
+                );
             }
             let live = db::nodes::live_ids(conn, now - node_timeout)?;
             let released = db::fires::release_orphaned(conn, &live)?;

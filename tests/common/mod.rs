@@ -356,6 +356,17 @@ async fn webhook(
         .json(json!({ "handled": parsed["fire_id"] }))
 }
 
+/// The `cronhook` binary, with none of the test environment's `CRONHOOK_*` settings.
+pub fn cronhook_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cronhook"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CRONHOOK_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
