@@ -1,0 +1,225 @@
+//! The core, SDK and routing features on PostgreSQL: a real node on a fresh database
+//! per test, real SDK executors over 127.0.0.1. (The same features run on SQLite in
+//! pipeline.rs, sdk_end_to_end.rs, routing.rs and overlap.rs; the cluster itself is in
+//! cluster.rs.)
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use cronhook::configuration::Settings;
+use cronhook_sdk::{handler_fn, JobError, Output};
+use serde_json::{json, Value};
+
+fn settings_on(pg: &TempPostgres, dir: &std::path::Path) -> Settings {
+    let mut settings = test_settings(dir);
+    settings.database_url = pg.url.clone();
+    settings
+}
+
+fn count_state(fires: &[Value], state: &str) -> usize {
+    fires.iter().filter(|f| f["state"] == state).count()
+}
+
+/// Every-second cron to an SDK executor: fired → running → succeeded with the whole
+/// timeline, one fire per instant; then a restart keeps jobs and history.
+#[actix_web::test]
+async fn cron_fires_run_through_an_sdk_executor_and_survive_a_restart() {
+    let Some(pg) = TempPostgres::create("postgres_features::cron_sdk_restart") else {
+        return;
+    };
+    let dir = temp_dir();
+    let app = spawn_app_with(settings_on(&pg, dir.path()));
+    let executor = executor_builder(&app, "billing", dir.path())
+        .default_handler(handler_fn(|ctx| async move {
+            Ok::<_, JobError>(Output::text(format!("settled {}", ctx.job())))
+        }))
+        .build()
+        .expect("executor builds");
+    let served = executor.serve("127.0.0.1:0").expect("executor serves");
+    let job = app
+        .create_job(json!({
+            "group": "payments",
+            "name": "settle",
+            "target": { "url": format!("{}/fires", served.address()) },
+            "triggers": [{ "kind": "cron", "expression": "* * * * * ?" }],
+        }))
+        .await;
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let fires = app
+        .wait_fires(&job_id, "three succeeded fires", |f| {
+            count_state(f, "succeeded") >= 3
+        })
+        .await;
+    let mut instants = Vec::new();
+    for fire in fires.iter().filter(|f| f["state"] == "succeeded") {
+        assert!(
+            ms(&fire["dispatched_at"]) >= ms(&fire["scheduled_at"]),
+            "{fire}"
+        );
+        assert!(ms(&fire["finished_at"]) >= ms(&fire["acked_at"]), "{fire}");
+        assert_eq!(fire["http_status"], 202, "{fire}");
+        assert_eq!(fire["output"], "settled payments/settle", "{fire}");
+        instants.push(ms(&fire["scheduled_at"]));
+    }
+    let count = instants.len();
+    instants.sort_unstable();
+    instants.dedup();
+    assert_eq!(instants.len(), count, "one fire per instant");
+
+    // Restart on the same database: the job and its history are there and it fires on.
+    let settings = app.settings.clone();
+    app.stop().await;
+    let app = spawn_app_with(settings);
+    let (status, again) = app.get(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(status, 200, "{again}");
+    let before = count;
+    app.wait_fires(&job_id, "fires after the restart", |f| {
+        count_state(f, "succeeded") >= before + 2
+    })
+    .await;
+    served.stop().await;
+    app.stop().await;
+}
+
+/// A sync webhook that fails: the fire fails and the retry policy records new attempts.
+#[actix_web::test]
+async fn failed_sync_fires_are_retried_by_policy() {
+    let Some(pg) = TempPostgres::create("postgres_features::retries") else {
+        return;
+    };
+    let dir = temp_dir();
+    let app = spawn_app_with(settings_on(&pg, dir.path()));
+    let hook = Webhook::start();
+    hook.state.status.store(500, Ordering::SeqCst);
+    let job = app
+        .create_job(json!({
+            "name": "flaky",
+            "mode": "sync",
+            "target": { "url": hook.url() },
+            "retry": { "max_attempts": 3, "backoff_ms": 200, "multiplier": 1.0 },
+        }))
+        .await;
+    let job_id = job["id"].as_str().unwrap();
+    let (status, fire) = app
+        .post(&format!("/api/v1/jobs/{job_id}/run"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{fire}");
+    let fires = app
+        .wait_fires(job_id, "three failed attempts", |f| {
+            count_state(f, "failed") == 3
+        })
+        .await;
+    let mut attempts: Vec<i64> = fires.iter().filter_map(|f| f["attempt"].as_i64()).collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 2, 3], "{fires:#?}");
+    assert_eq!(hook.requests().len(), 3);
+    hook.stop().await;
+    app.stop().await;
+}
+
+/// Target = app: executors register by heartbeat, fires spread over them, each fire
+/// records its executor; `concurrency: queue` runs one at a time.
+#[actix_web::test]
+async fn executor_pool_routing_and_queue_policy() {
+    let Some(pg) = TempPostgres::create("postgres_features::pool") else {
+        return;
+    };
+    let dir = temp_dir();
+    let app = spawn_app_with(settings_on(&pg, dir.path()));
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut members = Vec::new();
+    for instance in ["one", "two"] {
+        let (running, most) = (running.clone(), most.clone());
+        let executor = executor_builder(&app, "pool", &dir.path().join(instance))
+            .instance_id(instance)
+            .heartbeat_interval(Duration::from_millis(100))
+            .handler(
+                "work",
+                handler_fn(move |ctx| {
+                    let (running, most) = (running.clone(), most.clone());
+                    async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        let ms = ctx.payload_value()["sleep_ms"].as_u64().unwrap_or(10);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, JobError>(Output::text("done"))
+                    }
+                }),
+            )
+            .build()
+            .expect("executor builds");
+        members.push(executor.serve("127.0.0.1:0").expect("serves"));
+    }
+    let start = Instant::now();
+    loop {
+        let (_, page) = app.get("/api/v1/executors?app=pool").await;
+        let valid = page["items"]
+            .as_array()
+            .map(|items| items.iter().filter(|e| e["valid"] == true).count())
+            .unwrap_or(0);
+        if valid == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "executors never registered: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let spread = app
+        .create_job(json!({
+            "name": "spread",
+            "target": { "app": "pool", "handler": "work" },
+            "routing": "round_robin",
+        }))
+        .await;
+    let spread_id = spread["id"].as_str().unwrap();
+    for _ in 0..6 {
+        let (status, fire) = app
+            .post(&format!("/api/v1/jobs/{spread_id}/run"), json!({}))
+            .await;
+        assert_eq!(status, 202, "{fire}");
+    }
+    let fires = app
+        .wait_fires(spread_id, "six succeeded fires", |f| {
+            count_state(f, "succeeded") == 6
+        })
+        .await;
+    for instance in ["pool/one", "pool/two"] {
+        let on = fires.iter().filter(|f| f["executor"] == instance).count();
+        assert!(on >= 2, "{instance} ran {on} of 6: {fires:#?}");
+    }
+
+    most.store(0, Ordering::SeqCst);
+    let queued = app
+        .create_job(json!({
+            "name": "one-at-a-time",
+            "target": { "app": "pool", "handler": "work" },
+            "concurrency": "queue",
+            "payload": { "sleep_ms": 300 },
+        }))
+        .await;
+    let queued_id = queued["id"].as_str().unwrap();
+    for _ in 0..3 {
+        let (status, fire) = app
+            .post(&format!("/api/v1/jobs/{queued_id}/run"), json!({}))
+            .await;
+        assert_eq!(status, 202, "{fire}");
+    }
+    app.wait_fires(queued_id, "three queued fires done", |f| {
+        count_state(f, "succeeded") == 3
+    })
+    .await;
+    assert_eq!(most.load(Ordering::SeqCst), 1, "queued fires overlapped");
+    for member in members {
+        member.stop().await;
+    }
+    app.stop().await;
+}
