@@ -28,6 +28,9 @@ pub struct Settings {
     pub http_workers: usize,
     /// `text` (default) or `json` log lines.
     pub log_format: String,
+    /// Receives a signed JSON alert when a fire fails for good (jobs may name their own
+    /// `alert_url`). Stored in the database at start, so give every node the same value.
+    pub alert_url: Option<String>,
     pub scheduler: SchedulerSettings,
 }
 
@@ -76,6 +79,7 @@ impl Default for Settings {
             max_body_bytes: 256 * 1024,
             http_workers: 0,
             log_format: "text".into(),
+            alert_url: None,
             scheduler: SchedulerSettings::default(),
         }
     }
@@ -172,6 +176,10 @@ impl Settings {
         if let Some(url) = &self.public_url {
             url::Url::parse(url)
                 .map_err(|e| ConfigError::Invalid(format!("public_url {url:?}: {e}")))?;
+        }
+        if let Some(url) = &self.alert_url {
+            crate::domain::job::validate_http_url("alert_url", url)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if matches!(&self.admin_token, Some(t) if t.len() < 16) {
             return Err(ConfigError::Invalid(

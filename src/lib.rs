@@ -8,6 +8,7 @@
 //! - [`scheduler`]: the loop that claims due triggers and creates fires, and the sweepers.
 //! - [`dispatch`]: the signed HTTP call to a fire's target.
 //! - [`routes`]: the HTTP API; [`auth`]: admin tokens and executor signatures.
+//! - [`lifecycle`]: the rules of job changes; [`plan`]: the upcoming fires.
 //! - [`startup`]: wires it all into a running [`startup::Application`].
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod lifecycle;
+pub mod plan;
 pub mod routes;
 pub mod schedule;
 pub mod scheduler;

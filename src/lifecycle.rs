@@ -1,13 +1,15 @@
 //! Job lifecycle rules (origin document 001): create, update, pause, resume,
 //! delete and run-now, each one transaction over the database.
 
+use std::collections::HashMap;
+
 use diesel::Connection;
 
 use crate::db::fires::FireRow;
 use crate::db::jobs::JobRow;
 use crate::db::triggers::TriggerRow;
 use crate::db::{self, DbConnection};
-use crate::domain::{JobInput, JobSpec, JobState, TriggerKind, TriggerSpec};
+use crate::domain::{Calendar, JobInput, JobSpec, JobState, TriggerKind, TriggerSpec};
 use crate::error::{AppError, AppResult};
 use crate::scheduler::claim::{new_fire_row, JobForDispatch};
 use crate::time::Millis;
@@ -47,6 +49,23 @@ pub fn validate_triggers(input: &JobInput, now: Millis) -> AppResult<Vec<Trigger
         .enumerate()
         .map(|(i, t)| t.validate(&format!("triggers[{i}]"), now))
         .collect()
+}
+
+/// Attaches each trigger's calendar; a trigger naming a calendar that does not exist
+/// is refused, naming the field.
+fn attach_calendars(conn: &mut DbConnection, triggers: &mut [TriggerSpec]) -> AppResult<()> {
+    let missing = db::calendars::attach(conn, triggers.iter_mut())?;
+    if let Some(name) = missing.first() {
+        let index = triggers
+            .iter()
+            .position(|t| t.calendar.as_deref() == Some(name.as_str()))
+            .unwrap_or(0);
+        return Err(AppError::invalid(
+            &format!("triggers[{index}].calendar"),
+            format!("no calendar named {name:?} (create it with POST /api/v1/calendars)"),
+        ));
+    }
+    Ok(())
 }
 
 fn trigger_rows(
@@ -92,6 +111,12 @@ pub fn assemble(conn: &mut DbConnection, job: JobRow) -> AppResult<StoredJob> {
             .map_err(|e| AppError::Internal(format!("trigger {} spec: {e}", row.id)))?;
         triggers.push((row, trigger));
     }
+    for missing in db::calendars::attach(conn, triggers.iter_mut().map(|(_, spec)| spec))? {
+        log::warn!(
+            "job {}: trigger names calendar {missing:?}, which does not exist",
+            job.id
+        );
+    }
     let running = db::fires::count_running_for_job(conn, &job.id)?;
     Ok(StoredJob {
         job,
@@ -105,10 +130,12 @@ pub fn create(
     conn: &mut DbConnection,
     input: &JobInput,
     spec: JobSpec,
-    triggers: Vec<TriggerSpec>,
+    mut triggers: Vec<TriggerSpec>,
     now: Millis,
 ) -> AppResult<StoredJob> {
     conn.transaction(|conn| {
+        attach_calendars(conn, &mut triggers)?;
+        check_children(conn, &format!("{}/{}", input.group, input.name), &spec)?;
         if db::jobs::find_by_key(conn, &input.group, &input.name)?.is_some() {
             return Err(AppError::Conflict(format!(
                 "a job {}/{} already exists",
@@ -152,12 +179,20 @@ pub fn update(
     id: &str,
     input: &JobInput,
     spec: JobSpec,
-    triggers: Vec<TriggerSpec>,
+    mut triggers: Vec<TriggerSpec>,
     now: Millis,
 ) -> AppResult<StoredJob> {
     conn.transaction(|conn| {
+        attach_calendars(conn, &mut triggers)?;
         let mut row = db::jobs::find(conn, id)?
             .ok_or_else(|| AppError::NotFound(format!("no job with id {id}")))?;
+        let old_key = format!("{}/{}", row.group_name, row.name);
+        let new_key = format!("{}/{}", input.group, input.name);
+        if old_key != new_key {
+            // Other jobs name this one as a child by its key.
+            refuse_if_named_as_child(conn, &old_key)?;
+        }
+        check_children(conn, &new_key, &spec)?;
         if (row.group_name.as_str(), row.name.as_str())
             != (input.group.as_str(), input.name.as_str())
         {
@@ -241,6 +276,7 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> AppResult<()> {
                 job.job.group_name, job.job.name, job.running
             )));
         }
+        refuse_if_named_as_child(conn, &format!("{}/{}", job.job.group_name, job.job.name))?;
         db::jobs::delete(conn, id)?;
         Ok(())
     })
@@ -262,4 +298,253 @@ pub fn run_now(
         db::fires::insert_new(conn, std::slice::from_ref(&fire))?;
         Ok(fire)
     })
+}
+
+/// Creates (or, with `replace`, replaces) a calendar. Triggers that name it get their
+/// next instant recomputed under the new rules, so a newly excluded day is skipped and
+/// a newly allowed one is not missed.
+pub fn save_calendar(
+    conn: &mut DbConnection,
+    calendar: Calendar,
+    replace: bool,
+    now: Millis,
+) -> AppResult<(Calendar, bool)> {
+    conn.transaction(|conn| {
+        let name = calendar.input.name.clone();
+        let exists = db::calendars::find(conn, &name)?.is_some();
+        if exists && !replace {
+            return Err(AppError::Conflict(format!(
+                "a calendar named {name:?} already exists (PUT /api/v1/calendars/{name} replaces it)"
+            )));
+        }
+        if !exists && replace {
+            return Err(AppError::NotFound(format!("no calendar named {name:?}")));
+        }
+        let row = db::calendars::CalendarRow {
+            name: name.clone(),
+            spec: serde_json::to_string(&calendar.input)
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+            updated_at: now,
+        };
+        db::calendars::upsert(conn, &row)?;
+        let rules = std::sync::Arc::new(calendar.clone());
+        for (trigger, mut spec) in db::calendars::triggers_using(conn, &name)? {
+            let Some(next) = trigger.next_fire_at else {
+                continue; // paused or finished
+            };
+            spec.calendar_rules = Some(rules.clone());
+            // A past instant (a pending misfire) stays for the misfire policy to judge.
+            let recomputed = if next >= now {
+                spec.first_at_or_after(now)
+            } else {
+                Some(next)
+            };
+            db::triggers::set_next_fire_at(conn, &trigger.id, recomputed, 0)?;
+        }
+        Ok((calendar, exists))
+    })
+}
+
+/// Refused while a trigger names the calendar; the message says which jobs.
+pub fn delete_calendar(conn: &mut DbConnection, name: &str) -> AppResult<()> {
+    conn.transaction(|conn| {
+        if db::calendars::find(conn, name)?.is_none() {
+            return Err(AppError::NotFound(format!("no calendar named {name:?}")));
+        }
+        let using = db::calendars::triggers_using(conn, name)?;
+        if !using.is_empty() {
+            let mut job_ids: Vec<String> = using.into_iter().map(|(t, _)| t.job_id).collect();
+            job_ids.sort();
+            job_ids.dedup();
+            let keys: Vec<String> = db::jobs::find_many(conn, &job_ids)?
+                .into_iter()
+                .map(|j| format!("{}/{}", j.group_name, j.name))
+                .collect();
+            return Err(AppError::Conflict(format!(
+                "calendar {name:?} is used by the triggers of {}; change those jobs first",
+                keys.join(", ")
+            )));
+        }
+        db::calendars::delete(conn, name)?;
+        Ok(())
+    })
+}
+
+/// Pauses (or resumes) every job of a group; jobs that cannot be (immediate ones) are
+/// reported with the reason instead of failing the whole group.
+pub fn set_group_paused(
+    conn: &mut DbConnection,
+    group: &str,
+    paused: bool,
+    now: Millis,
+) -> AppResult<(Vec<StoredJob>, Vec<(String, String)>)> {
+    let filter = db::jobs::JobFilter {
+        group: Some(group.to_string()),
+        limit: i64::MAX,
+        ..Default::default()
+    };
+    let (rows, _) = db::jobs::list(conn, &filter)?;
+    if rows.is_empty() {
+        return Err(AppError::NotFound(format!("no jobs in group {group:?}")));
+    }
+    let mut changed = Vec::new();
+    let mut refused = Vec::new();
+    for row in rows {
+        let result = if paused {
+            pause(conn, &row.id, now)
+        } else {
+            resume(conn, &row.id, now)
+        };
+        match result {
+            Ok(job) => changed.push(job),
+            Err(AppError::Conflict(reason)) => {
+                refused.push((format!("{}/{}", row.group_name, row.name), reason))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((changed, refused))
+}
+
+/// Records a new attempt of a finished fire, due now, with the same instant and payload.
+pub fn retry_fire(conn: &mut DbConnection, id: &str, now: Millis) -> AppResult<FireRow> {
+    conn.transaction(|conn| {
+        let fire = db::fires::find(conn, id)?
+            .ok_or_else(|| AppError::NotFound(format!("no fire with id {id}")))?;
+        let state = crate::domain::FireState::parse(&fire.state);
+        if !state.is_some_and(|s| s.is_terminal()) {
+            return Err(AppError::Conflict(format!(
+                "fire {id} is {}; only a finished fire can be retried",
+                fire.state
+            )));
+        }
+        let job = db::jobs::find(conn, &fire.job_id)?
+            .ok_or_else(|| AppError::NotFound(format!("the job of fire {id} no longer exists")))?;
+        let for_dispatch = JobForDispatch::from_row(&job)?;
+        let attempt = db::fires::last_attempt(conn, &fire)? + 1;
+        let mut retry = new_fire_row(
+            &for_dispatch,
+            fire.trigger_id.as_deref(),
+            attempt,
+            fire.scheduled_at,
+            now,
+            now,
+            None,
+        );
+        retry.payload = fire.payload.clone();
+        retry.shard_index = fire.shard_index;
+        retry.shard_total = fire.shard_total;
+        retry.error = Some(format!("retry of fire {id}, requested by an operator"));
+        if db::fires::insert_new(conn, std::slice::from_ref(&retry))?.is_empty() {
+            return Err(AppError::Conflict(format!(
+                "attempt {attempt} of this fire's instant was just recorded by another request"
+            )));
+        }
+        Ok(retry)
+    })
+}
+
+/// Child jobs must exist, and following children from the job must never lead back
+/// to it: a cycle would fire forever. The error names the field and the cycle.
+fn check_children(conn: &mut DbConnection, key: &str, spec: &JobSpec) -> AppResult<()> {
+    if spec.on_success.is_empty() && spec.on_failure.is_empty() {
+        return Ok(());
+    }
+    let filter = db::jobs::JobFilter {
+        limit: i64::MAX,
+        ..Default::default()
+    };
+    let mut children: HashMap<String, Vec<String>> = HashMap::new();
+    for row in db::jobs::list(conn, &filter)?.0 {
+        let other: JobSpec = serde_json::from_str(&row.spec)
+            .map_err(|e| AppError::Internal(format!("job {} spec: {e}", row.id)))?;
+        let edges = other
+            .on_success
+            .iter()
+            .chain(&other.on_failure)
+            .cloned()
+            .collect();
+        children.insert(format!("{}/{}", row.group_name, row.name), edges);
+    }
+    let own: Vec<String> = spec
+        .on_success
+        .iter()
+        .chain(&spec.on_failure)
+        .cloned()
+        .collect();
+    children.insert(key.to_string(), own);
+    for (field, list) in [
+        ("on_success", &spec.on_success),
+        ("on_failure", &spec.on_failure),
+    ] {
+        for (i, child) in list.iter().enumerate() {
+            if !children.contains_key(child) {
+                return Err(AppError::invalid(
+                    &format!("{field}[{i}]"),
+                    format!("no job named {child}"),
+                ));
+            }
+            if let Some(path) = path_between(&children, child, key) {
+                return Err(AppError::invalid(
+                    &format!("{field}[{i}]"),
+                    format!("would make a cycle: {key} → {}", path.join(" → ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A path of child links from `from` to `to` (both included), if there is one.
+fn path_between(
+    children: &HashMap<String, Vec<String>>,
+    from: &str,
+    to: &str,
+) -> Option<Vec<String>> {
+    let mut stack = vec![vec![from.to_string()]];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(path) = stack.pop() {
+        let last = path.last()?.clone();
+        if last == to {
+            return Some(path);
+        }
+        if !seen.insert(last.clone()) {
+            continue;
+        }
+        for next in children.get(&last).into_iter().flatten() {
+            let mut longer = path.clone();
+            longer.push(next.clone());
+            stack.push(longer);
+        }
+    }
+    None
+}
+
+/// A job other jobs name as a child keeps its key (renaming or deleting it would
+/// leave them pointing at nothing).
+fn refuse_if_named_as_child(conn: &mut DbConnection, key: &str) -> AppResult<()> {
+    let filter = db::jobs::JobFilter {
+        limit: i64::MAX,
+        ..Default::default()
+    };
+    let mut parents = Vec::new();
+    for row in db::jobs::list(conn, &filter)?.0 {
+        let spec: JobSpec = serde_json::from_str(&row.spec)
+            .map_err(|e| AppError::Internal(format!("job {} spec: {e}", row.id)))?;
+        if spec
+            .on_success
+            .iter()
+            .chain(&spec.on_failure)
+            .any(|c| c == key)
+        {
+            parents.push(format!("{}/{}", row.group_name, row.name));
+        }
+    }
+    if parents.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::Conflict(format!(
+        "job {key} is a child job of {}; remove it from their on_success/on_failure first",
+        parents.join(", ")
+    )))
 }

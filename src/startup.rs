@@ -107,7 +107,9 @@ impl Application {
             let db = db.clone();
             let token = settings.admin_token.clone();
             let secret = settings.signing_secret.clone();
+            let alert_url = settings.alert_url.clone();
             tokio::task::spawn_blocking(move || {
+                crate::db::settings::store_alert_url(&db, alert_url.as_deref())?;
                 AuthState::initialise(&db, token.as_deref(), secret.as_deref())
             })
             .await

@@ -485,3 +485,35 @@ pub fn fill_dispatch_facts(
         ))
         .execute(conn)
 }
+
+/// A job's fires recorded and waiting to be sent, due in `[from, until]` (the plan's "recorded" rows).
+pub fn waiting_for_job(
+    conn: &mut DbConnection,
+    job_id: &str,
+    from: i64,
+    until: i64,
+) -> QueryResult<Vec<FireRow>> {
+    fires::table
+        .filter(fires::job_id.eq(job_id))
+        .filter(fires::state.eq("fired"))
+        .filter(fires::dispatched_at.is_null())
+        .filter(fires::due_at.between(from, until))
+        .order(fires::due_at.asc())
+        .select(FireRow::as_select())
+        .load(conn)
+}
+
+/// The highest attempt recorded for a trigger's instant (or for a single run-now fire).
+pub fn last_attempt(conn: &mut DbConnection, fire: &FireRow) -> QueryResult<i32> {
+    use diesel::dsl::max;
+    let Some(trigger_id) = &fire.trigger_id else {
+        return Ok(fire.attempt);
+    };
+    let highest: Option<i32> = fires::table
+        .filter(fires::trigger_id.eq(trigger_id))
+        .filter(fires::scheduled_at.eq(fire.scheduled_at))
+        .filter(fires::shard_index.eq(fire.shard_index))
+        .select(max(fires::attempt))
+        .first(conn)?;
+    Ok(highest.unwrap_or(fire.attempt))
+}

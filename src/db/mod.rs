@@ -1,6 +1,8 @@
 //! Storage: one diesel schema over SQLite (embedded, single node) or PostgreSQL
 //! (clustered). Queries are plain functions in the module of the table they touch.
 
+pub mod alerts;
+pub mod calendars;
 pub mod executors;
 pub mod fires;
 pub mod jobs;

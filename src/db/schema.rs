@@ -113,7 +113,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    alerts (id) {
+        id -> Text,
+        fire_id -> Text,
+        url -> Text,
+        body -> Text,
+        created_at -> BigInt,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(triggers -> jobs (job_id));
 diesel::allow_tables_to_appear_in_same_query!(
-    jobs, triggers, fires, executors, nodes, calendars, api_tokens, settings
+    jobs, triggers, fires, executors, nodes, calendars, api_tokens, settings, alerts
 );

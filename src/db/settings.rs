@@ -25,3 +25,16 @@ pub fn get_or_insert(conn: &mut DbConnection, key: &str, value: &str) -> QueryRe
         Ok(value.to_string())
     })
 }
+
+/// Stores (or clears) the global alert URL the sweepers' alerts use.
+pub fn store_alert_url(db: &super::Db, url: Option<&str>) -> Result<(), super::DbError> {
+    let key = crate::scheduler::outcome::ALERT_URL_SETTING;
+    let mut conn = db.write()?;
+    diesel::delete(settings::table.find(key)).execute(&mut *conn)?;
+    if let Some(url) = url {
+        diesel::insert_into(settings::table)
+            .values((settings::key.eq(key), settings::value.eq(url)))
+            .execute(&mut *conn)?;
+    }
+    Ok(())
+}

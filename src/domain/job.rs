@@ -29,6 +29,17 @@ pub struct JobInput {
     pub routing: Routing,
     #[serde(default)]
     pub triggers: Vec<TriggerInput>,
+    /// Jobs (`group/name`) run once when a fire of this job succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+    /// Jobs run once when a fire of this job fails for good (`failed`, `timed_out`,
+    /// `lost`, with no retry left).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    /// Receives a signed JSON alert when a fire fails for good; the global
+    /// `alert_url` setting applies when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_url: Option<String>,
     /// Create the job paused.
     #[serde(default)]
     pub paused: bool,
@@ -48,6 +59,61 @@ pub struct JobSpec {
     pub retry: RetryPolicy,
     pub concurrency: Concurrency,
     pub routing: Routing,
+    /// Jobs (`group/name`) run once when a fire of this job succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+    /// Jobs run once when a fire of this job fails for good (`failed`, `timed_out`,
+    /// `lost`, with no retry left).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    /// Receives a signed JSON alert when a fire fails for good; the global
+    /// `alert_url` setting applies when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_url: Option<String>,
+}
+
+/// Child jobs must be job keys; the alert URL an http(s) URL.
+fn validate_follow_ups(
+    on_success: &[String],
+    on_failure: &[String],
+    alert_url: Option<&str>,
+) -> Result<(), AppError> {
+    for (field, children) in [("on_success", on_success), ("on_failure", on_failure)] {
+        for (i, child) in children.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            let Some((group, name)) = child.split_once('/') else {
+                return Err(AppError::invalid(
+                    &field,
+                    format!("{child:?} is not a job key (group/name)"),
+                ));
+            };
+            validate_key_part(&field, group)?;
+            validate_key_part(&field, name)?;
+        }
+    }
+    if let Some(url) = alert_url {
+        validate_http_url("alert_url", url)?;
+    }
+    Ok(())
+}
+
+/// An absolute http(s) URL with a host.
+pub fn validate_http_url(field: &str, url: &str) -> Result<(), AppError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| AppError::invalid(field, format!("{url:?} is not a valid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(AppError::invalid(
+            field,
+            format!(
+                "scheme {:?} not supported (use http or https)",
+                parsed.scheme()
+            ),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(AppError::invalid(field, "has no host"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -247,22 +313,7 @@ impl Target {
                         "only used with target.app",
                     ));
                 }
-                let parsed = url::Url::parse(url).map_err(|e| {
-                    AppError::invalid("target.url", format!("{url:?} is not a valid URL: {e}"))
-                })?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(AppError::invalid(
-                        "target.url",
-                        format!(
-                            "scheme {:?} not supported (use http or https)",
-                            parsed.scheme()
-                        ),
-                    ));
-                }
-                if parsed.host_str().is_none_or(str::is_empty) {
-                    return Err(AppError::invalid("target.url", "has no host"));
-                }
-                Ok(())
+                validate_http_url("target.url", url)
             }
             (None, Some(app)) => {
                 validate_key_part("target.app", app)?;
@@ -336,6 +387,11 @@ impl JobInput {
         if self.triggers.len() > 32 {
             return Err(AppError::invalid("triggers", "at most 32 triggers per job"));
         }
+        validate_follow_ups(
+            &self.on_success,
+            &self.on_failure,
+            self.alert_url.as_deref(),
+        )?;
         Ok(JobSpec {
             target: self.target.clone(),
             mode: self.mode,
@@ -344,6 +400,9 @@ impl JobInput {
             retry: self.retry.clone(),
             concurrency: self.concurrency,
             routing: self.routing,
+            on_success: self.on_success.clone(),
+            on_failure: self.on_failure.clone(),
+            alert_url: self.alert_url.clone(),
         })
     }
 }

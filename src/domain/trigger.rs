@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::calendar::{validate_name, Calendar};
 use crate::error::AppError;
 use crate::schedule::cron::CronExpr;
 use crate::time::Millis;
@@ -65,6 +68,9 @@ pub struct TriggerInput {
     pub misfire: Option<MisfirePolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misfire_threshold_ms: Option<u64>,
+    /// Name of a calendar whose exclusions this trigger skips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
 }
 
 /// A validated trigger, as stored in `triggers.spec`.
@@ -87,7 +93,17 @@ pub struct TriggerSpec {
     pub misfire: MisfirePolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misfire_threshold_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+    /// The named calendar's rules, attached after loading (`db::calendars::attach`);
+    /// never stored with the trigger, so a calendar change applies at once.
+    #[serde(skip)]
+    pub calendar_rules: Option<Arc<Calendar>>,
 }
+
+/// Instants one calendar may skip in a row before the trigger is treated as finished
+/// (a calendar that excludes everything must not spin the scheduler).
+const MAX_CALENDAR_SKIPS: usize = 10_000;
 
 /// The smallest interval accepted; below it a trigger is a busy loop, not a schedule.
 pub const MIN_INTERVAL_MS: u64 = 10;
@@ -126,7 +142,12 @@ impl TriggerInput {
             repeat_count: None,
             misfire: self.misfire.unwrap_or_default(),
             misfire_threshold_ms: self.misfire_threshold_ms,
+            calendar: self.calendar.clone(),
+            calendar_rules: None,
         };
+        if let Some(name) = &self.calendar {
+            validate_name(&f("calendar"), name)?;
+        }
         match self.kind {
             TriggerKind::Cron => {
                 let expression = self
@@ -190,13 +211,38 @@ impl TriggerSpec {
     /// The first instant at or after `from` (used when a trigger is created or resumed).
     pub fn first_at_or_after(&self, from: Millis) -> Option<Millis> {
         match self.kind {
-            TriggerKind::At | TriggerKind::Immediate => self.at,
+            TriggerKind::At | TriggerKind::Immediate => self.at.filter(|at| !self.is_excluded(*at)),
             _ => self.next_after(from - 1),
         }
     }
 
-    /// The next instant strictly after `after`, or None when the trigger is finished.
+    /// The next instant strictly after `after` that the trigger's calendar does not
+    /// exclude, or None when the trigger is finished.
     pub fn next_after(&self, after: Millis) -> Option<Millis> {
+        let Some(calendar) = &self.calendar_rules else {
+            return self.next_instant_after(after);
+        };
+        let mut after = after;
+        for _ in 0..MAX_CALENDAR_SKIPS {
+            let candidate = self.next_instant_after(after)?;
+            match calendar.excluded_until(candidate) {
+                None => return Some(candidate),
+                // The next instant at or after the exclusion's end comes next.
+                Some(end) => after = (end - 1).max(candidate),
+            }
+        }
+        None
+    }
+
+    /// Whether the trigger's calendar excludes `at`.
+    pub fn is_excluded(&self, at: Millis) -> bool {
+        self.calendar_rules
+            .as_ref()
+            .is_some_and(|calendar| calendar.excluded_until(at).is_some())
+    }
+
+    /// The schedule's own next instant, calendar aside.
+    fn next_instant_after(&self, after: Millis) -> Option<Millis> {
         match self.kind {
             TriggerKind::At | TriggerKind::Immediate => self.at.filter(|at| *at > after),
             TriggerKind::Interval => {
@@ -239,6 +285,8 @@ mod tests {
             repeat_count: repeats,
             misfire: MisfirePolicy::FireNow,
             misfire_threshold_ms: None,
+            calendar: None,
+            calendar_rules: None,
         }
     }
 

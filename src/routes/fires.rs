@@ -124,3 +124,22 @@ pub async fn cancel(_: Admin, state: State, id: web::Path<String>) -> AppResult<
     );
     Ok(HttpResponse::Ok().json(FireView::from(&fire)))
 }
+
+/// A new attempt of a finished fire, due now.
+pub async fn retry(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
+    let id = parse_id("fire", &id)?;
+    let fire = state
+        .db
+        .run(true, move |conn| {
+            crate::lifecycle::retry_fire(conn, &id, now_ms())
+        })
+        .await?;
+    log::info!(
+        "fire {} job_id {}: attempt {} recorded on an operator's request",
+        fire.id,
+        fire.job_id,
+        fire.attempt
+    );
+    state.scheduler.wake();
+    Ok(HttpResponse::Accepted().json(FireView::from(&fire)))
+}

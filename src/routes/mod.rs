@@ -1,6 +1,7 @@
 //! The HTTP API (`/api/v1`), health endpoints, and the extractor configuration
 //! that turns malformed input into `problem+json` answers naming the field.
 
+mod calendars;
 mod cron;
 mod executors;
 mod fires;
@@ -41,6 +42,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .route("/fires/{id}/result", web::post().to(fires::write_back))
                 .route("/cron/preview", web::get().to(cron::preview))
                 .route("/fires/{id}/cancel", web::post().to(fires::cancel))
+                .route("/fires/{id}/retry", web::post().to(fires::retry))
+                .route("/jobs/{id}/plan", web::get().to(calendars::plan_job))
+                .route("/plan", web::get().to(calendars::plan_all))
+                .route(
+                    "/groups/{group}/pause",
+                    web::post().to(calendars::pause_group),
+                )
+                .route(
+                    "/groups/{group}/resume",
+                    web::post().to(calendars::resume_group),
+                )
+                .route("/calendars", web::post().to(calendars::create))
+                .route("/calendars", web::get().to(calendars::list))
+                .route("/calendars/{name}", web::get().to(calendars::get))
+                .route("/calendars/{name}", web::put().to(calendars::replace))
+                .route("/calendars/{name}", web::delete().to(calendars::delete))
                 .route("/executors", web::get().to(executors::list))
                 .route("/executors/heartbeat", web::post().to(executors::heartbeat))
                 .route("/nodes", web::get().to(health::nodes)),

@@ -40,6 +40,12 @@ pub struct JobView {
     pub retry: RetryPolicy,
     pub concurrency: Concurrency,
     pub routing: Routing,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_url: Option<String>,
     pub triggers: Vec<TriggerView>,
     pub next_fire_at: Option<String>,
     pub running: i64,
@@ -85,6 +91,9 @@ impl From<&StoredJob> for JobView {
             retry: stored.spec.retry.clone(),
             concurrency: stored.spec.concurrency,
             routing: stored.spec.routing,
+            on_success: stored.spec.on_success.clone(),
+            on_failure: stored.spec.on_failure.clone(),
+            alert_url: stored.spec.alert_url.clone(),
             triggers: stored
                 .triggers
                 .iter()

@@ -244,16 +244,26 @@ pub fn claim_due_triggers(
             return Ok((Vec::new(), false));
         }
         let jobs = load_jobs(conn, triggers.iter().map(|t| t.job_id.clone()).collect())?;
+        let mut specs: Vec<Option<TriggerSpec>> = triggers
+            .iter()
+            .map(|trigger| {
+                serde_json::from_str(&trigger.spec)
+                    .map_err(|e| log::error!("trigger {} has an unreadable spec: {e}", trigger.id))
+                    .ok()
+            })
+            .collect();
+        for missing in db::calendars::attach(conn, specs.iter_mut().flatten())? {
+            log::error!(
+                "a trigger names calendar {missing:?}, which does not exist; it fires without it"
+            );
+        }
         let mut rows = Vec::new();
         let mut owners: Vec<Arc<JobForDispatch>> = Vec::new();
-        for trigger in &triggers {
+        for (trigger, spec) in triggers.iter().zip(specs) {
             let Some(first) = trigger.next_fire_at else {
                 continue;
             };
             let job = jobs.get(&trigger.job_id);
-            let spec: Option<TriggerSpec> = serde_json::from_str(&trigger.spec)
-                .map_err(|e| log::error!("trigger {} has an unreadable spec: {e}", trigger.id))
-                .ok();
             let (Some((job_row, job)), Some(spec)) = (job, spec) else {
                 // Nothing sensible to fire; park the trigger instead of spinning on it.
                 db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
@@ -263,6 +273,18 @@ pub fn claim_due_triggers(
                 db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
                 continue;
             }
+            // The calendar may have changed since `next_fire_at` was computed.
+            let first = if spec.is_excluded(first) {
+                match spec.next_after(first) {
+                    Some(next) => next,
+                    None => {
+                        db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
+                        continue;
+                    }
+                }
+            } else {
+                first
+            };
             let plan = plan_trigger(&spec, first, window);
             let fired = plan
                 .instants
@@ -498,6 +520,8 @@ mod tests {
             repeat_count: None,
             misfire,
             misfire_threshold_ms: Some(5_000),
+            calendar: None,
+            calendar_rules: None,
         }
     }
 

@@ -105,6 +105,7 @@ impl Scheduler {
         let concurrency = settings.dispatch_concurrency.min(Semaphore::MAX_PERMITS) as u32;
         let in_flight = Arc::new(Semaphore::new(concurrency as usize));
         let wake_for_retry = handle.clone();
+        let alert_secret = secret.clone();
         let dispatcher = Dispatcher::new(
             db.clone(),
             secret,
@@ -136,6 +137,7 @@ impl Scheduler {
                 settings.clone(),
                 node_id.clone(),
                 handle.clone(),
+                alert_secret,
                 stop_rx,
             )),
         ];

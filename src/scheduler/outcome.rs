@@ -6,7 +6,7 @@ use rand::Rng;
 
 use crate::db::fires::{Finish, FireRow};
 use crate::db::{self, DbConnection};
-use crate::domain::{FireState, JobSpec};
+use crate::domain::{FireState, JobSpec, JobState};
 use crate::error::AppError;
 use crate::time::Millis;
 
@@ -38,8 +38,101 @@ pub fn end_fire(
         } else {
             None
         };
+        let failed_for_good = state.is_retryable_failure() && retry.is_none();
+        // Broadcast shares end one by one; the follow-ups belong to the original share.
+        if fire.shard_index == 0 && (state == FireState::Succeeded || failed_for_good) {
+            follow_up(conn, fire, state, finish)?;
+        }
         Ok(Ended { changed, retry })
     })
+}
+
+/// The global alert URL, stored by each node at start (`alert_url` setting).
+pub const ALERT_URL_SETTING: &str = "alert_url";
+
+/// After a fire's final outcome: records the child jobs' fires (due now) and, for a
+/// failure, the alert — in the transaction that ends the fire, so neither is lost.
+fn follow_up(
+    conn: &mut DbConnection,
+    fire: &FireRow,
+    state: FireState,
+    finish: &Finish,
+) -> Result<(), AppError> {
+    let Some(job_row) = db::jobs::find(conn, &fire.job_id)? else {
+        return Ok(());
+    };
+    let Ok(spec) = serde_json::from_str::<JobSpec>(&job_row.spec) else {
+        return Ok(());
+    };
+    let key = format!("{}/{}", job_row.group_name, job_row.name);
+    let now = finish.finished_at;
+    let children = if state == FireState::Succeeded {
+        &spec.on_success
+    } else {
+        &spec.on_failure
+    };
+    for child in children {
+        let Some((group, name)) = child.split_once('/') else {
+            continue;
+        };
+        let Some(child_row) = db::jobs::find_by_key(conn, group, name)? else {
+            log::warn!("job {key}: child job {child} no longer exists; not run");
+            continue;
+        };
+        if JobState::parse(&child_row.state) != Some(JobState::Active) {
+            log::info!("job {key}: child job {child} is paused; not run");
+            continue;
+        }
+        let job = JobForDispatch::from_row(&child_row)?;
+        let mut row = new_fire_row(&job, None, 1, now, now, now, None);
+        row.error = Some(format!(
+            "run as a child of {key} (fire {} {state})",
+            fire.id
+        ));
+        db::fires::insert_new(conn, std::slice::from_ref(&row))?;
+        log::info!(
+            "fire {} job {key}: {state}; child job {child} fire {} recorded",
+            fire.id,
+            row.id
+        );
+    }
+    if state == FireState::Succeeded {
+        return Ok(());
+    }
+    let url = match spec.alert_url {
+        Some(url) => Some(url),
+        None => db::settings::get(conn, ALERT_URL_SETTING)?,
+    };
+    let Some(url) = url else {
+        return Ok(());
+    };
+    let body = serde_json::json!({
+        "event": "fire.failed",
+        "fire_id": fire.id,
+        "job_id": fire.job_id,
+        "job": key,
+        "state": state.as_str(),
+        "attempt": fire.attempt,
+        "scheduled_at": crate::time::to_rfc3339(fire.scheduled_at),
+        "finished_at": crate::time::to_rfc3339(now),
+        "error": finish.error,
+        "executor": finish.executor.clone().or_else(|| fire.executor.clone()),
+    });
+    db::alerts::insert(
+        conn,
+        &db::alerts::AlertRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            fire_id: fire.id.clone(),
+            url,
+            body: body.to_string(),
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            delivered_at: None,
+            last_error: None,
+        },
+    )?;
+    Ok(())
 }
 
 fn schedule_retry(

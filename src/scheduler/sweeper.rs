@@ -55,6 +55,7 @@ pub async fn sweep_loop(
     settings: SchedulerSettings,
     node: Arc<str>,
     handle: SchedulerHandle,
+    secret: Arc<Vec<u8>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let probe = awc::Client::builder()
@@ -67,6 +68,9 @@ pub async fn sweep_loop(
         }
         if let Err(e) = sweep_silent_executors(&db, &settings, &probe, &handle).await {
             log::warn!("executor sweep failed: {e}");
+        }
+        if let Err(e) = deliver_alerts(&db, &probe, &secret).await {
+            log::warn!("alert delivery failed: {e}");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(settings.sweep_interval_ms)) => {}
@@ -180,6 +184,71 @@ async fn sweep_silent_executors(
             .await?;
         if lost.1 > 0 {
             handle.wake();
+        }
+    }
+    Ok(())
+}
+
+/// Alerts sent per sweep.
+const ALERT_BATCH: i64 = 20;
+/// Delivery attempts before an alert is given up (it stays on record with its error).
+const MAX_ALERT_ATTEMPTS: i32 = 6;
+
+/// Sends due failure alerts: a signed JSON POST (the executor signature scheme), with
+/// backoff on failure. Failures are logged and never hold up scheduling.
+async fn deliver_alerts(db: &Db, client: &awc::Client, secret: &[u8]) -> Result<(), AppError> {
+    let now = now_ms();
+    let due = db
+        .run(false, move |conn| {
+            db::alerts::due(conn, now, ALERT_BATCH).map_err(AppError::from)
+        })
+        .await?;
+    for alert in due {
+        let taken = {
+            let alert = alert.clone();
+            db.run(true, move |conn| {
+                db::alerts::take(conn, &alert, now_ms() + 60_000).map_err(AppError::from)
+            })
+            .await?
+        };
+        if !taken {
+            continue;
+        }
+        let signature = cronhook_sdk::protocol::sign_now(secret, alert.body.as_bytes());
+        let sent = client
+            .post(&alert.url)
+            .insert_header((awc::http::header::CONTENT_TYPE, "application/json"))
+            .insert_header((cronhook_sdk::protocol::SIGNATURE_HEADER, signature))
+            .send_body(alert.body.clone())
+            .await;
+        let failure = match sent {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("answered {}", response.status())),
+            Err(e) => Some(e.to_string()),
+        };
+        let attempts = alert.attempts + 1;
+        let (id, fire) = (alert.id.clone(), alert.fire_id.clone());
+        match failure {
+            None => {
+                log::info!("fire {fire}: failure alert delivered");
+                db.run(true, move |conn| {
+                    db::alerts::mark_delivered(conn, &id, now_ms()).map_err(AppError::from)
+                })
+                .await?;
+            }
+            Some(error) => {
+                let next = (attempts < MAX_ALERT_ATTEMPTS)
+                    .then(|| now_ms() + 1_000 * (1i64 << attempts.min(8)));
+                if next.is_some() {
+                    log::warn!("fire {fire}: failure alert not delivered ({error}); will retry");
+                } else {
+                    log::error!("fire {fire}: failure alert not delivered after {attempts} attempts ({error}); giving up");
+                }
+                db.run(true, move |conn| {
+                    db::alerts::mark_failed(conn, &id, &error, next).map_err(AppError::from)
+                })
+                .await?;
+            }
         }
     }
     Ok(())
