@@ -8,6 +8,7 @@
 //! - [`scheduler`]: the loop that claims due triggers and creates fires, and the sweepers.
 //! - [`dispatch`]: the signed HTTP call to a fire's target.
 //! - [`routes`]: the HTTP API; [`auth`]: admin tokens and executor signatures.
+//! - [`jobfile`]: `cronhook jobs` (export, apply, import-crontab) over the REST API.
 //! - [`startup`]: wires it all into a running [`startup::Application`].
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod db;
 pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod jobfile;
 pub mod lifecycle;
 pub mod routes;
 pub mod schedule;
