@@ -19,8 +19,11 @@
 //!   job is `line-N`.
 
 use chrono_tz::Tz;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::domain::{
+    Concurrency, JobInput, Mode, RetryPolicy, Routing, Target, TriggerInput, TriggerKind,
+};
 use crate::schedule::cron::CronExpr;
 
 /// One line that could not be converted.
@@ -34,7 +37,7 @@ pub struct Unconvertible {
 #[derive(Debug, Default)]
 pub struct Conversion {
     /// Job definitions in the API's input shape (the job file format).
-    pub jobs: Vec<Value>,
+    pub jobs: Vec<JobInput>,
     pub failures: Vec<Unconvertible>,
 }
 
@@ -394,18 +397,34 @@ pub fn convert(text: &str, group: &str, zone: &str) -> Conversion {
             }
             description.truncate(cut);
         }
-        out.jobs.push(json!({
-            "group": group,
-            "name": name,
-            "description": description,
-            "target": {"url": url},
-            "mode": "sync",
-            "triggers": [{
-                "kind": "cron",
-                "expression": converted.expression,
-                "time_zone": zone,
+        out.jobs.push(JobInput {
+            group: group.to_string(),
+            name,
+            description,
+            target: Target {
+                url: Some(url),
+                ..Target::default()
+            },
+            // A plain URL is a webhook: its 2xx answer is the result.
+            mode: Mode::Sync,
+            payload: Value::Null,
+            timeout_ms: None,
+            retry: RetryPolicy::default(),
+            concurrency: Concurrency::default(),
+            routing: Routing::default(),
+            triggers: vec![TriggerInput {
+                kind: TriggerKind::Cron,
+                expression: Some(converted.expression),
+                time_zone: Some(zone.clone()),
+                at: None,
+                interval_ms: None,
+                start_at: None,
+                repeat_count: None,
+                misfire: None,
+                misfire_threshold_ms: None,
             }],
-        }));
+            paused: false,
+        });
     }
     out
 }
@@ -525,26 +544,28 @@ TZ=Mars/Olympus
         assert!(out.failures[1].reason.contains("no http"));
         assert!(out.failures[3].reason.contains("Mars/Olympus"));
         assert_eq!(out.jobs.len(), 3);
-        assert_eq!(out.jobs[0]["name"], "ping");
-        assert_eq!(out.jobs[0]["target"]["url"], "https://example.com/ping");
-        assert_eq!(out.jobs[0]["mode"], "sync");
-        assert_eq!(out.jobs[0]["triggers"][0]["time_zone"], "UTC");
-        assert_eq!(out.jobs[1]["name"], "line-7");
+        let trigger = |i: usize| &out.jobs[i].triggers[0];
+        assert_eq!(out.jobs[0].name, "ping");
         assert_eq!(
-            out.jobs[1]["target"]["url"],
-            "http://127.0.0.1:9/backup?x=1#frag"
+            out.jobs[0].target.url.as_deref(),
+            Some("https://example.com/ping")
         );
+        assert_eq!(out.jobs[0].mode, Mode::Sync);
+        assert_eq!(trigger(0).time_zone.as_deref(), Some("UTC"));
+        assert_eq!(out.jobs[1].name, "line-7");
         assert_eq!(
-            out.jobs[1]["triggers"][0]["expression"],
-            "0 0 3 ? * MON-FRI"
+            out.jobs[1].target.url.as_deref(),
+            Some("http://127.0.0.1:9/backup?x=1#frag")
         );
-        assert_eq!(out.jobs[1]["triggers"][0]["time_zone"], "Europe/Berlin");
+        assert_eq!(trigger(1).expression.as_deref(), Some("0 0 3 ? * MON-FRI"));
+        assert_eq!(trigger(1).time_zone.as_deref(), Some("Europe/Berlin"));
         // Not a valid name: the comment stays in the description only.
-        assert_eq!(out.jobs[2]["name"], "line-12");
-        assert_eq!(out.jobs[2]["triggers"][0]["time_zone"], "Europe/Berlin");
+        assert_eq!(out.jobs[2].name, "line-12");
+        assert!(out.jobs[2].description.contains("run the daily report"));
+        assert_eq!(trigger(2).time_zone.as_deref(), Some("Europe/Berlin"));
         for job in &out.jobs {
-            let input: crate::domain::JobInput = serde_json::from_value(job.clone()).unwrap();
-            input.validate(300_000).unwrap();
+            job.validate(300_000).unwrap();
+            trigger(0).validate("t", 0).unwrap();
         }
     }
 }

@@ -70,7 +70,7 @@ pub fn kind_of(value: &Value) -> &'static str {
 }
 
 /// Renders a list of jobs as YAML or pretty JSON, ending with a newline.
-pub fn render(jobs: &[Value], format: Format) -> Result<String, JobFileError> {
+pub fn render<T: serde::Serialize>(jobs: &[T], format: Format) -> Result<String, JobFileError> {
     match format {
         Format::Json => {
             let mut text = serde_json::to_string_pretty(jobs)
@@ -104,7 +104,7 @@ mod tests {
             let text = render(&jobs, format).unwrap();
             assert_eq!(parse(&text, format, "t").unwrap(), jobs, "{text}");
         }
-        assert_eq!(render(&[], Format::Yaml).unwrap(), "[]\n");
+        assert_eq!(render::<Value>(&[], Format::Yaml).unwrap(), "[]\n");
         assert_eq!(parse("", Format::Yaml, "t").unwrap(), Vec::<Value>::new());
     }
 

@@ -19,7 +19,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use self::format::Format;
-use self::plan::{label, Action, Entry, Prune};
+use self::plan::{label, Action, Entry, FileJob, Prune};
 use crate::cli::CliError;
 use crate::routes::{JobView, Page};
 
@@ -165,12 +165,13 @@ pub fn run(command: JobsCommand) -> Result<(), CliError> {
                 .filter(|v| group.is_empty() || group.contains(&v.group))
                 .collect();
             views.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
-            let mut jobs = Vec::with_capacity(views.len());
+            let mut inputs = Vec::with_capacity(views.len());
             for view in views {
-                jobs.push(plan::export_entry(view).map_err(|e| {
+                inputs.push(plan::export_input(view).map_err(|e| {
                     CliError::Failed(format!("{}/{}: cannot export: {e}", view.group, view.name))
                 })?);
             }
+            let jobs: Vec<FileJob> = inputs.iter().map(FileJob::of).collect();
             let text = format::render(&jobs, format)?;
             write_output(output.as_deref(), &text)?;
             if let Some(path) = &output {
@@ -223,12 +224,18 @@ pub fn run(command: JobsCommand) -> Result<(), CliError> {
             }
             drop(err);
             let converted = conversion.jobs.len();
+            let jobs: Vec<FileJob> = conversion.jobs.iter().map(FileJob::of).collect();
             let result = if apply_now {
-                let entries = plan::entries(conversion.jobs, crate::time::now_ms())?;
+                let items = jobs
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| CliError::Failed(format!("cannot encode the jobs: {e}")))?;
+                let entries = plan::entries(items, crate::time::now_ms())?;
                 apply(&server, entries, Prune::No, dry_run)
             } else {
                 let format = Format::pick(format, output.as_deref());
-                let text = format::render(&conversion.jobs, format)?;
+                let text = format::render(&jobs, format)?;
                 write_output(output.as_deref(), &text)
             };
             result?;

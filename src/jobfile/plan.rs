@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::JobFileError;
-use crate::domain::{JobInput, TriggerInput, TriggerKind, TriggerSpec};
+use crate::domain::{
+    Concurrency, JobInput, Mode, RetryPolicy, Routing, Target, TriggerInput, TriggerKind,
+    TriggerSpec,
+};
 use crate::routes::JobView;
 use crate::time::Millis;
 
@@ -266,41 +269,81 @@ pub fn plan(entries: &[Entry], server: &[JobView], prune: Prune, now: Millis) ->
     steps
 }
 
-/// A server job as a file entry, in the API's input shape.
-pub fn export_entry(view: &JobView) -> Result<Value, String> {
+/// A job as written to a file: the API's input shape, key first, defaults left out
+/// (absent fields read back as the same defaults, so a file round-trips).
+#[derive(Debug, serde::Serialize)]
+pub struct FileJob<'a> {
+    pub group: &'a str,
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub description: &'a str,
+    pub target: &'a Target,
+    #[serde(skip_serializing_if = "is_default")]
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub payload: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "is_default_policy")]
+    pub retry: &'a RetryPolicy,
+    #[serde(skip_serializing_if = "is_default")]
+    pub concurrency: Concurrency,
+    #[serde(skip_serializing_if = "is_default")]
+    pub routing: Routing,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    pub triggers: &'a [TriggerInput],
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+fn is_default_policy(retry: &&RetryPolicy) -> bool {
+    **retry == RetryPolicy::default()
+}
+
+impl<'a> FileJob<'a> {
+    pub fn of(input: &'a JobInput) -> FileJob<'a> {
+        FileJob {
+            group: &input.group,
+            name: &input.name,
+            description: &input.description,
+            target: &input.target,
+            mode: input.mode,
+            payload: &input.payload,
+            timeout_ms: input.timeout_ms,
+            retry: &input.retry,
+            concurrency: input.concurrency,
+            routing: input.routing,
+            paused: input.paused,
+            triggers: &input.triggers,
+        }
+    }
+}
+
+/// A server job in the API's input shape (what `export` writes).
+pub fn export_input(view: &JobView) -> Result<JobInput, String> {
     let triggers = view
         .triggers
         .iter()
         .map(|t| trigger_input(&t.spec))
         .collect::<Result<Vec<_>, _>>()?;
-    let input = JobInput {
+    Ok(JobInput {
         group: view.group.clone(),
         name: view.name.clone(),
         description: view.description.clone(),
         target: view.target.clone(),
         mode: view.mode,
         payload: view.payload.clone(),
+        // Always written: the server's default is its own setting.
         timeout_ms: Some(view.timeout_ms),
         retry: view.retry.clone(),
         concurrency: view.concurrency,
         routing: view.routing,
         triggers,
         paused: is_paused(view),
-    };
-    let mut value = serde_json::to_value(&input).map_err(|e| e.to_string())?;
-    if let Some(map) = value.as_object_mut() {
-        // Leave out what is default and empty, so files stay short.
-        if !input.paused {
-            map.remove("paused");
-        }
-        if input.description.is_empty() {
-            map.remove("description");
-        }
-        if input.payload.is_null() {
-            map.remove("payload");
-        }
-    }
-    Ok(value)
+    })
 }
 
 #[cfg(test)]
@@ -431,7 +474,8 @@ mod tests {
             {"id": "t1", "kind": "immediate", "at": "2026-01-01T00:00:00.000Z", "misfire": "fire_now", "next_fire_at": null, "fire_count": 1},
             {"id": "t2", "kind": "interval", "interval_ms": 500, "start_at": "2026-01-01T00:00:00.000Z", "misfire": "skip", "next_fire_at": null, "fire_count": 0}
         ]}));
-        let exported = export_entry(&v).unwrap();
+        let input = export_input(&v).unwrap();
+        let exported = serde_json::to_value(FileJob::of(&input)).unwrap();
         assert_eq!(exported["paused"], json!(true));
         assert!(exported["triggers"][0].get("at").is_none(), "{exported}");
         let steps = plan(&entry(exported), &[v], Prune::No, 5);
