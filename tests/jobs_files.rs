@@ -410,6 +410,50 @@ async fn invalid_jobs_are_named_with_their_field_and_the_others_still_apply() {
 }
 
 #[actix_web::test]
+async fn url_and_token_come_from_the_environment_and_help_hides_the_token() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let file = write(
+        dir.path(),
+        "one.yaml",
+        "- {name: env, target: {url: 'http://127.0.0.1:9/x'}, triggers: [{kind: cron, expression: '0 0 1 * * ?'}]}\n",
+    );
+    let (url, file2) = (app.address.clone(), file.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        cronhook_command()
+            .args(["jobs", "apply", "-f", &file2])
+            .env("CRONHOOK_URL", url)
+            .env("CRONHOOK_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("cronhook runs")
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.starts_with("created    default/env\n"), "{out}");
+    let help = tokio::task::spawn_blocking(|| {
+        cronhook_command()
+            .args(["jobs", "apply", "--help"])
+            .env("CRONHOOK_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("cronhook runs")
+    })
+    .await
+    .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("CRONHOOK_TOKEN"), "{help}");
+    assert!(!help.contains(ADMIN_TOKEN), "{help}");
+
+    // An empty file with --prune-all would delete everything: refused.
+    let empty = write(dir.path(), "empty.yaml", "[]\n");
+    let run = jobs(&app, &["apply", "-f", &empty, "--prune-all"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.err.contains("refusing"), "{}", run.err);
+    assert_eq!(job_map(&app).await.len(), 1);
+}
+
+#[actix_web::test]
 async fn a_missing_or_wrong_token_is_refused_without_printing_it() {
     let dir = temp_dir();
     let app = spawn_app(dir.path());

@@ -196,6 +196,12 @@ pub fn run(command: JobsCommand) -> Result<(), CliError> {
                 (true, false) => Prune::FileGroups,
                 _ => Prune::No,
             };
+            if prune == Prune::All && entries.is_empty() {
+                return Err(CliError::Invalid(format!(
+                    "{} lists no jobs: --prune-all would delete every job on the server; refusing",
+                    file.display()
+                )));
+            }
             apply(&server, entries, prune, dry_run)
         }
         JobsCommand::ImportCrontab {
