@@ -522,6 +522,88 @@ mod tests {
             .starts_with("day-of-month"));
     }
 
+    /// Does cron itself fire at this minute? (Vixie rules, from the parsed fields.)
+    fn cron_fires(fields: &[Field], t: DateTime<Utc>) -> bool {
+        use chrono::{Datelike, Timelike};
+        let [minute, hour, dom, month, dow] = fields else {
+            panic!("five fields")
+        };
+        let weekday = t.weekday().num_days_from_sunday() as usize;
+        let dom_ok = dom.values[t.day() as usize - 1];
+        let dow_ok = dow.values[weekday] || (weekday == 0 && dow.values[7]);
+        let day_ok = if dom.starred || dow.starred {
+            dom_ok && dow_ok
+        } else {
+            dom_ok || dow_ok
+        };
+        minute.values[t.minute() as usize]
+            && hour.values[t.hour() as usize]
+            && month.values[t.month() as usize - 1]
+            && day_ok
+    }
+
+    #[test]
+    fn converted_expressions_fire_exactly_when_cron_would() {
+        let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let end: DateTime<Utc> = "2026-05-01T00:00:00Z".parse().unwrap();
+        for schedule in [
+            "*/15 * * * *",
+            "5 4 * * *",
+            "0 9-17/2 * * 1-5",
+            "30 2 1,15 * *",
+            "0 0 */2 * *",
+            "0 12 * */3 *",
+            "7/20 3/5 * * *",
+            "0 0 * * 5-7",
+            "0 0 * * sat,sun",
+            "15 10 10-20 feb-apr *",
+            "0 0 31 * *",
+            "1-5,30-33 0 * * 0",
+            "0 */6 * jan,mar *",
+            "0 0 5/10 * *",
+            "59 23 * * 7",
+            "0 0 * * */3",
+            "0 0 1-31 * 2",
+            "0 0 1 * 0-7",
+            "*/7 */5 * * *",
+            "0 8 * * 1,3-4",
+        ] {
+            let expr = CronExpr::parse(&quartz(schedule)).unwrap();
+            let mut quartz_fires = Vec::new();
+            let mut t = start - chrono::Duration::seconds(1);
+            while let Some(next) = expr.next_after(t, chrono_tz::UTC) {
+                if next >= end {
+                    break;
+                }
+                quartz_fires.push(next);
+                t = next;
+            }
+            let f: Vec<&str> = schedule.split_whitespace().collect();
+            let fields = [
+                parse_field(&MINUTE, f[0]).unwrap(),
+                parse_field(&HOUR, f[1]).unwrap(),
+                parse_field(&DAY_OF_MONTH, f[2]).unwrap(),
+                parse_field(&MONTH, f[3]).unwrap(),
+                parse_field(&DAY_OF_WEEK, f[4]).unwrap(),
+            ];
+            let mut cron_fires_at = Vec::new();
+            let mut t = start;
+            while t < end {
+                if cron_fires(&fields, t) {
+                    cron_fires_at.push(t);
+                }
+                t += chrono::Duration::minutes(1);
+            }
+            assert!(!cron_fires_at.is_empty(), "{schedule}");
+            assert_eq!(
+                quartz_fires,
+                cron_fires_at,
+                "{schedule} -> {}",
+                quartz(schedule)
+            );
+        }
+    }
+
     #[test]
     fn a_crontab_converts_line_by_line() {
         let text = "\
