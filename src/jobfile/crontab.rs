@@ -298,7 +298,8 @@ fn environment_line(line: &str) -> Option<(&str, &str)> {
     Some((name, value))
 }
 
-fn valid_name(name: &str) -> bool {
+/// A valid group or job name (the server's rule).
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name

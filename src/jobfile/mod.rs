@@ -216,6 +216,11 @@ pub fn run(command: JobsCommand) -> Result<(), CliError> {
         } => {
             crate::domain::trigger::parse_time_zone("--tz", &tz)
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
+            if !crontab::valid_name(&group) {
+                return Err(CliError::Invalid(format!(
+                    "--group: {group:?} is not a valid group (use letters, digits, '-', '_', '.')"
+                )));
+            }
             let text = read_input(&file)?;
             let conversion = crontab::convert(&text, &group, &tz);
             let mut err = std::io::stderr().lock();
