@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `cron next`, `cron explain`.
+//! The command line: `serve`, `migrate`, `cron next`, `cron explain`, and `jobs`
+//! (export, apply, import-crontab; in [`crate::jobfile`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ pub enum Command {
     /// Work with Quartz cron expressions.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// Jobs as files: export, apply, import a crontab (talks to a running server).
+    #[command(subcommand)]
+    Jobs(crate::jobfile::JobsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +183,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", expr.explain());
             Ok(())
         }
+        Command::Jobs(command) => crate::jobfile::run(command),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`dispatch`]: the signed HTTP call to a fire's target.
 //! - [`routes`]: the HTTP API; [`auth`]: admin tokens and executor signatures.
 //! - [`lifecycle`]: the rules of job changes; [`plan`]: the upcoming fires.
+//! - [`jobfile`]: `cronhook jobs` (export, apply, import-crontab) over the REST API.
 //! - [`startup`]: wires it all into a running [`startup::Application`].
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod db;
 pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod jobfile;
 pub mod lifecycle;
 pub mod plan;
 pub mod routes;

@@ -40,11 +40,11 @@ pub struct JobView {
     pub retry: RetryPolicy,
     pub concurrency: Concurrency,
     pub routing: Routing,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_success: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_failure: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_url: Option<String>,
     pub triggers: Vec<TriggerView>,
     pub next_fire_at: Option<String>,
