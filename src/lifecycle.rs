@@ -271,9 +271,13 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> AppResult<()> {
     conn.transaction(|conn| {
         let job = load(conn, id)?;
         if job.running > 0 {
+            let running = db::fires::running_ids_for_job(conn, id)?;
             return Err(AppError::Conflict(format!(
-                "job {}/{} has {} running fire(s); wait for them or cancel them first",
-                job.job.group_name, job.job.name, job.running
+                "job {}/{} has {} running fire(s) ({}); wait for them or cancel them first",
+                job.job.group_name,
+                job.job.name,
+                job.running,
+                running.join(", ")
             )));
         }
         refuse_if_named_as_child(conn, &format!("{}/{}", job.job.group_name, job.job.name))?;

@@ -73,12 +73,11 @@ async fn pausing_a_running_job_shows_pausing_then_paused_and_delete_waits_for_it
         .call("DELETE", &format!("/api/v1/jobs/{id}"), None)
         .await;
     assert_eq!(status, 409, "{refused}");
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("1 running fire"), "{refused}");
     assert!(
-        refused["detail"]
-            .as_str()
-            .unwrap()
-            .contains("1 running fire"),
-        "{refused}"
+        detail.contains(fires[0]["id"].as_str().unwrap()),
+        "the message names the running fire: {refused}"
     );
     app.wait_fires(&id, "the fire finished", |f| {
         count_state(f, "succeeded") == 1
