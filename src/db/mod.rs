@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod calendars;
 pub mod executors;
 pub mod fires;
+pub mod group_commit;
 pub mod jobs;
 pub mod nodes;
 pub mod schema;
@@ -139,8 +140,12 @@ impl ManageConnection for Manager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection returned mid-transaction (a panicking write) or with its
+    /// transaction manager in error is discarded, not reused.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        use diesel::connection::TransactionManager;
+        std::thread::panicking()
+            || <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
     }
 }
 
@@ -157,6 +162,8 @@ pub struct Db {
     pub backend: Backend,
     read: Pool,
     write: Pool,
+    /// SQLite: the single writer that commits waiting writes together.
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 impl Db {
@@ -190,17 +197,23 @@ impl Db {
                     reason: e.to_string(),
                 })
         };
-        let (read, write) = match backend {
-            Backend::Sqlite(_) => (build(8)?, build(1)?),
+        let (read, write, group_commit) = match backend {
+            Backend::Sqlite(_) => {
+                let write = build(1)?;
+                let writer = group_commit::GroupCommit::start(write.clone());
+                (build(8)?, write, Some(writer))
+            }
+            // PostgreSQL commits writes from many connections in parallel.
             Backend::Postgres(_) => {
                 let pool = build(16)?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
         };
         Ok(Db {
             backend,
             read,
             write,
+            group_commit,
         })
     }
 
@@ -252,6 +265,9 @@ impl Db {
         E: From<DbError> + From<tokio::task::JoinError> + Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
+        if let (true, Some(writer)) = (on_writer, &self.group_commit) {
+            return writer.run(f).await;
+        }
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = if on_writer { db.write()? } else { db.read()? };
