@@ -40,7 +40,7 @@ impl Node {
         let mut cmd = cronhook_command();
         let listen = format!("127.0.0.1:{port}");
         cmd.arg("serve")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,cronhook=debug")
             .env("CRONHOOK_DATABASE_URL", database_url)
             .env("CRONHOOK_LISTEN", &listen)
             .env(
@@ -166,6 +166,23 @@ fn unsent_fires_of(db: &mut diesel::PgConnection, node: &str) -> Vec<String> {
     .into_iter()
     .map(|row| row.id)
     .collect()
+}
+
+/// The nodes' logs stay in a fixed place after the test, for reading after a failure.
+struct KeptDir(PathBuf);
+
+impl KeptDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn kept_dir(test: &str) -> KeptDir {
+    let dir = std::env::temp_dir().join(format!("cronhook-cluster-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("log dir");
+    report(format!("cluster: node logs in {}", dir.display()));
+    KeptDir(dir)
 }
 
 fn free_port() -> u16 {
@@ -404,7 +421,7 @@ async fn three_nodes_fire_every_instant_exactly_once_and_take_over_a_killed_node
     let Some(pg) = TempPostgres::create("cluster::three_nodes") else {
         return;
     };
-    let dir = temp_dir();
+    let dir = kept_dir("three_nodes");
     let first = Node::start("node-a", &pg.url, dir.path(), None);
     first.wait_ready().await;
     let public = first.url("");

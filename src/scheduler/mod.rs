@@ -132,10 +132,16 @@ impl Scheduler {
                 queue_rx,
                 stop_rx.clone(),
             )),
-            actix_rt::spawn(sweeper::sweep_loop(
+            actix_rt::spawn(sweeper::membership_loop(
                 db.clone(),
                 settings.clone(),
                 node_id.clone(),
+                handle.clone(),
+                stop_rx.clone(),
+            )),
+            actix_rt::spawn(sweeper::sweep_loop(
+                db.clone(),
+                settings.clone(),
                 handle.clone(),
                 alert_secret,
                 stop_rx,

@@ -1,6 +1,7 @@
-//! Background sweeps every node runs: its heartbeat, deadlines of running fires,
-//! and taking over fires that dead nodes recorded but never dispatched. Each sweep
-//! is a compare-and-set, so running them on every node at once is safe.
+//! Background sweeps every node runs: its heartbeat and the takeover of fires that
+//! dead nodes held (membership loop); deadlines of running fires, silent executors and
+//! failure alerts (sweep loop). Each change is a compare-and-set, so running them on
+//! every node at once is safe.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,10 +51,41 @@ pub fn register_node(db: &Db, node_id: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-pub async fn sweep_loop(
+/// How often a node writes its heartbeat and looks for dead nodes: often enough that
+/// a live node is never mistaken for dead, and a dead one is noticed within a small
+/// part of the node timeout. Kept apart from the slower sweeps (executor probes wait
+/// up to seconds), so they can never delay a heartbeat.
+pub fn membership_interval(settings: &SchedulerSettings) -> Duration {
+    Duration::from_millis(
+        settings
+            .sweep_interval_ms
+            .min(settings.node_timeout_ms / 6)
+            .max(50),
+    )
+}
+
+pub async fn membership_loop(
     db: Db,
     settings: SchedulerSettings,
     node: Arc<str>,
+    handle: SchedulerHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = membership_interval(&settings);
+    loop {
+        if let Err(e) = beat_and_take_over(&db, &settings, &node, &handle).await {
+            log::warn!("node heartbeat failed: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+pub async fn sweep_loop(
+    db: Db,
+    settings: SchedulerSettings,
     handle: SchedulerHandle,
     secret: Arc<Vec<u8>>,
     mut stop: watch::Receiver<bool>,
@@ -63,8 +95,8 @@ pub async fn sweep_loop(
         .timeout(Duration::from_millis(PROBE_TIMEOUT_MS))
         .finish();
     loop {
-        if let Err(e) = sweep_once(&db, &settings, &node, &handle).await {
-            log::warn!("sweep failed: {e}");
+        if let Err(e) = end_past_deadline(&db, &settings, &handle).await {
+            log::warn!("deadline sweep failed: {e}");
         }
         if let Err(e) = sweep_silent_executors(&db, &settings, &probe, &handle).await {
             log::warn!("executor sweep failed: {e}");
@@ -79,7 +111,8 @@ pub async fn sweep_loop(
     }
 }
 
-async fn sweep_once(
+/// This node's heartbeat; silent nodes declared dead and their unanswered fires released.
+async fn beat_and_take_over(
     db: &Db,
     settings: &SchedulerSettings,
     node: &Arc<str>,
@@ -87,9 +120,8 @@ async fn sweep_once(
 ) -> Result<(), AppError> {
     let node_id = node.to_string();
     let node_timeout = settings.node_timeout_ms as i64;
-    let deadline_grace = settings.deadline_grace_ms as i64;
-    let (timed_out, released, retries) = db
-        .run(true, move |conn| -> Result<(usize, usize, usize), AppError> {
+    let released = db
+        .run(true, move |conn| -> Result<usize, AppError> {
             let now = now_ms();
             if !db::nodes::heartbeat(conn, &node_id, now)? {
                 // The dispatch fence already keeps it from sending what it held.
@@ -103,7 +135,26 @@ async fn sweep_once(
                 );
             }
             let live = db::nodes::live_ids(conn, now - node_timeout)?;
-            let released = db::fires::release_orphaned(conn, &live)?;
+            Ok(db::fires::release_orphaned(conn, &live)?)
+        })
+        .await?;
+    if released > 0 {
+        log::warn!("took over {released} fire(s) claimed by stopped or dead nodes");
+        handle.wake();
+    }
+    Ok(())
+}
+
+/// Running fires past their deadline (plus the grace for the executor's own report) end `timed_out`.
+async fn end_past_deadline(
+    db: &Db,
+    settings: &SchedulerSettings,
+    handle: &SchedulerHandle,
+) -> Result<(), AppError> {
+    let deadline_grace = settings.deadline_grace_ms as i64;
+    let (timed_out, retries) = db
+        .run(true, move |conn| -> Result<(usize, usize), AppError> {
+            let now = now_ms();
             let mut timed_out = 0;
             let mut retries = 0;
             for fire in db::fires::past_deadline(conn, now - deadline_grace, SWEEP_BATCH)? {
@@ -120,13 +171,10 @@ async fn sweep_once(
                 }
                 retries += usize::from(ended.retry.is_some());
             }
-            Ok((timed_out, released, retries))
+            Ok((timed_out, retries))
         })
         .await?;
-    if released > 0 {
-        log::warn!("took over {released} fire(s) claimed by stopped or dead nodes");
-    }
-    if released > 0 || retries > 0 || timed_out > 0 {
+    if retries > 0 || timed_out > 0 {
         handle.wake();
     }
     Ok(())
