@@ -34,6 +34,15 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<JobRow>> {
         .optional()
 }
 
+/// The group of a job, without reading its spec.
+pub fn group_of(conn: &mut DbConnection, id: &str) -> QueryResult<Option<String>> {
+    jobs::table
+        .find(id)
+        .select(jobs::group_name)
+        .first(conn)
+        .optional()
+}
+
 pub fn find_by_key(
     conn: &mut DbConnection,
     group: &str,

@@ -85,6 +85,33 @@ pub async fn write_back(
     id: web::Path<String>,
     RawBody(body): RawBody,
 ) -> AppResult<HttpResponse> {
+    let answer = take_write_back(req, state, auth, id, body).await;
+    crate::metrics::write_back(write_back_label(&answer));
+    answer.map(|(_, response)| response)
+}
+
+/// The metrics label of a write-back's answer (a fixed set).
+fn write_back_label(answer: &AppResult<(WriteBackResult, HttpResponse)>) -> &'static str {
+    match answer {
+        Ok((WriteBackResult::Recorded, _)) => "recorded",
+        Ok((WriteBackResult::Repeat, _)) => "repeat",
+        Ok((WriteBackResult::AfterCancel, _)) => "after_cancel",
+        Err(AppError::Conflict(_)) => "conflict",
+        Err(AppError::NotFound(_)) => "unknown_fire",
+        Err(AppError::Unauthorized(_)) => "bad_signature",
+        Err(AppError::Invalid(_)) => "invalid",
+        Err(AppError::PayloadTooLarge(_)) => "too_large",
+        Err(_) => "error",
+    }
+}
+
+async fn take_write_back(
+    req: HttpRequest,
+    state: State,
+    auth: web::Data<AuthState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> AppResult<(WriteBackResult, HttpResponse)> {
     auth.verify_signature(&req, &body)?;
     let result: WriteBack = parse_json(&body)?;
     let id = parse_id("fire", &id)?;
@@ -100,12 +127,13 @@ pub async fn write_back(
         // A failure may have scheduled a retry.
         state.scheduler.wake();
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({
+    let response = HttpResponse::Ok().json(serde_json::json!({
         "fire_id": id,
         "accepted": true,
         "repeat": outcome == WriteBackResult::Repeat,
         "after_cancel": outcome == WriteBackResult::AfterCancel,
-    })))
+    }));
+    Ok((outcome, response))
 }
 
 /// `POST /api/v1/fires/{id}/cancel`.

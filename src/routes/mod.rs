@@ -7,6 +7,7 @@ mod executors;
 mod fires;
 mod health;
 mod jobs;
+mod metrics;
 mod views;
 
 use actix_web::dev::Payload;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         .app_data(path_config())
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::scope("/api/v1")
                 .route("/jobs", web::post().to(jobs::create))

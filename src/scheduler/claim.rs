@@ -286,6 +286,10 @@ pub fn claim_due_triggers(
                 first
             };
             let plan = plan_trigger(&spec, first, window);
+            if plan.instants.iter().any(|i| i.note.is_some()) {
+                // Only misfire handling annotates a planned instant.
+                crate::metrics::misfire(crate::metrics::group_of_key(&job.key), spec.misfire);
+            }
             let fired = plan
                 .instants
                 .iter()
