@@ -705,3 +705,199 @@ fn example_config_parses_and_every_setting_is_documented() {
         );
     }
 }
+
+/// GET a path of `app` without a token; status, content type and body bytes.
+async fn fetch(app: &TestApp, path: &str) -> (u16, String, Vec<u8>) {
+    let client = awc::Client::default();
+    let mut response = client.get(app.url(path)).send().await.expect("answers");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response.body().limit(8 << 20).await.expect("body");
+    (response.status().as_u16(), content_type, body.to_vec())
+}
+
+/// The property names of a component schema.
+fn schema_fields(doc: &Value, name: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][name]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name} in the document"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn fields(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[actix_web::test]
+async fn openapi_document_describes_every_mounted_route() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let (status, content_type, body) = fetch(&app, "/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let doc: Value = serde_json::from_slice(&body).expect("the document is JSON");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+
+    // The document's operations and the server's route table are the same set.
+    let mounted: BTreeSet<(String, String)> = cronhook::routes::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                documented.insert((method.to_string(), path.clone()));
+            }
+        }
+    }
+    assert_eq!(
+        mounted.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "mounted but not documented"
+    );
+    assert_eq!(
+        documented.difference(&mounted).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not mounted"
+    );
+
+    let operation_ids: Vec<&str> = mounted
+        .iter()
+        .map(|(m, p)| {
+            doc["paths"][p][m]["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{m} {p}: no operationId"))
+        })
+        .collect();
+    assert_eq!(
+        operation_ids.iter().collect::<BTreeSet<_>>().len(),
+        operation_ids.len(),
+        "operationIds are unique: {operation_ids:?}"
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
+    assert_eq!(
+        schemes["signature"]["name"],
+        cronhook_sdk::protocol::SIGNATURE_HEADER
+    );
+    for (method, path) in &mounted {
+        let op = &doc["paths"][path][method];
+        let responses = op["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path}: no responses"));
+        if path.starts_with("/api/v1/") {
+            let scheme = op["security"][0]
+                .as_object()
+                .and_then(|s| s.keys().next().cloned());
+            let expected = if path.ends_with("/result") || path.ends_with("/heartbeat") {
+                "signature"
+            } else {
+                "bearer"
+            };
+            assert_eq!(
+                scheme.as_deref(),
+                Some(expected),
+                "{method} {path}: security"
+            );
+            assert!(responses.contains_key("401"), "{method} {path}: no 401");
+        }
+        // Every error answer is a problem document.
+        for (code, response) in responses {
+            if code.starts_with('4') || code.starts_with('5') {
+                if path == "/readyz" && code == "503" {
+                    continue;
+                }
+                assert_eq!(
+                    response["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {code}"
+                );
+            }
+        }
+        let takes_body = matches!(
+            path.as_str(),
+            "/api/v1/jobs"
+                | "/api/v1/jobs/{id}"
+                | "/api/v1/jobs/{id}/run"
+                | "/api/v1/fires/{id}/result"
+                | "/api/v1/executors/heartbeat"
+        ) && (method == "post" || method == "put");
+        assert_eq!(
+            op.get("requestBody").is_some(),
+            takes_body,
+            "{method} {path}: request body"
+        );
+    }
+
+    // Each route in the table is really served: none falls through to "no route".
+    let id = "01a2075a-504a-7470-9968-e238aaa98e58";
+    for (method, path) in &mounted {
+        let url = app.url(&path.replace("{id}", id).replace("{file}", "swagger-ui.css"));
+        let (status, body) = call(
+            &method.to_uppercase(),
+            &url,
+            Some(&format!("Bearer {ADMIN_TOKEN}")),
+            None,
+        )
+        .await;
+        let no_route = status == 404
+            && body["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("no route"));
+        assert!(!no_route, "{method} {path} is not mounted: {body}");
+    }
+
+    // The hand-described health shapes match what the handlers answer.
+    let (_, readyz) = call("GET", &app.url("/readyz"), None, None).await;
+    assert_eq!(
+        fields(&readyz),
+        schema_fields(&doc, "Readiness"),
+        "{readyz}"
+    );
+    let (_, nodes) = app.get("/api/v1/nodes").await;
+    assert_eq!(
+        fields(&nodes["items"][0]),
+        schema_fields(&doc, "NodeView"),
+        "{nodes}"
+    );
+    let (_, healthz) = call("GET", &app.url("/healthz"), None, None).await;
+    assert_eq!(fields(&healthz), schema_fields(&doc, "Health"));
+
+    // Swagger UI is served from the binary.
+    let (status, content_type, page) = fetch(&app, "/api/docs").await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"));
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("/api/docs/swagger-ui-bundle.js") && page.contains("/api/openapi.json"));
+    let (status, content_type, bundle) = fetch(&app, "/api/docs/swagger-ui-bundle.js").await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/javascript"));
+    assert!(
+        bundle.len() > 1_000_000 && bundle.starts_with(b"/*!"),
+        "the vendored bundle"
+    );
+    let (status, _, _) = fetch(&app, "/api/docs/other.js").await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

@@ -6,7 +6,7 @@ use super::trigger::TriggerInput;
 use crate::error::AppError;
 
 /// The body of `POST /api/v1/jobs` and `PUT /api/v1/jobs/{id}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobInput {
     #[serde(default = "default_group")]
@@ -116,7 +116,7 @@ pub fn validate_http_url(field: &str, url: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,7 +135,7 @@ pub struct Target {
 
 /// `callback`: the target answers 202 and posts the result later (SDK).
 /// `sync`: a plain webhook; its 2xx answer is the result.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -143,7 +143,7 @@ pub enum Mode {
     Sync,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
@@ -207,7 +207,7 @@ impl RetryPolicy {
 }
 
 /// What happens when a fire is due while another fire of the same job still runs.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
     #[default]
@@ -221,7 +221,7 @@ pub enum Concurrency {
 }
 
 /// How an executor is picked when the target is an app (DESIGN.md, executor selection).
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Routing {
     /// Fewest open fires (task list), ties by reported running + queued.
@@ -242,7 +242,7 @@ pub enum Routing {
 }
 
 /// What a pinned fire does while its instance is not valid.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenUnavailable {
     /// End the fire `failed` (the retry policy may add an attempt).

@@ -5,9 +5,20 @@ use actix_web::HttpResponse;
 
 use super::State;
 use crate::db;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Problem};
 use crate::metrics::{render, ScrapeState};
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics (text format 0.0.4)",
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn metrics(state: State) -> AppResult<HttpResponse> {
     let executor_timeout = state.settings.scheduler.executor_timeout_ms;
     let node_timeout = state.settings.scheduler.node_timeout_ms as i64;

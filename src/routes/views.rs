@@ -7,7 +7,7 @@ use crate::domain::{Concurrency, Mode, RetryPolicy, Routing, Target, TriggerSpec
 use crate::lifecycle::StoredJob;
 use crate::time::to_rfc3339;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
@@ -15,16 +15,24 @@ pub struct Page<T> {
     pub offset: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A list answered whole, without paging.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerView {
     pub id: String,
+    /// The trigger as it was given (instants as RFC 3339).
     #[serde(flatten)]
+    #[schema(value_type = crate::domain::TriggerInput)]
     pub spec: serde_json::Value,
     pub next_fire_at: Option<String>,
     pub fire_count: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub group: String,
@@ -107,7 +115,7 @@ impl From<&StoredJob> for JobView {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FireView {
     pub id: String,
     pub job_id: String,
