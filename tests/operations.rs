@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -626,16 +626,25 @@ async fn json_logs_are_json_lines_naming_fires_and_never_secrets() {
         "{fire_line}"
     );
     assert_eq!(fire_line["job"], "logs/refused", "{fire_line}");
-    let mut fields = BTreeMap::new();
     for line in &lines {
         let value: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         for key in ["ts", "level", "target", "message"] {
             assert!(value[key].is_string(), "{key} missing in {line}");
         }
-        *fields
-            .entry(value["level"].as_str().unwrap_or("").to_string())
-            .or_insert(0) += 1;
+        if value["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("fire "))
+        {
+            assert!(
+                value["fire_id"].is_string(),
+                "a fire line without fire_id: {line}"
+            );
+            assert!(
+                value["job"].is_string() || value["job_id"].is_string(),
+                "a fire line without its job: {line}"
+            );
+        }
         assert!(
             !line.contains(token) && !line.contains(secret),
             "a secret was logged: {line}"

@@ -43,6 +43,17 @@ pub fn group_of(conn: &mut DbConnection, id: &str) -> QueryResult<Option<String>
         .optional()
 }
 
+/// The `group/name` key of the job a fire belongs to, for log lines about the fire.
+pub fn key_of_fire(conn: &mut DbConnection, fire_id: &str) -> QueryResult<Option<String>> {
+    let key: Option<(String, String)> = fires::table
+        .inner_join(jobs::table.on(jobs::id.eq(fires::job_id)))
+        .filter(fires::id.eq(fire_id))
+        .select((jobs::group_name, jobs::name))
+        .first(conn)
+        .optional()?;
+    Ok(key.map(|(group, name)| format!("{group}/{name}")))
+}
+
 pub fn find_by_key(
     conn: &mut DbConnection,
     group: &str,

@@ -177,14 +177,21 @@ async fn take_write_back(
     let result: WriteBack = parse_json(&body)?;
     let id = parse_id("fire", &id)?;
     let fire_id = id.clone();
-    let outcome = state
+    let (outcome, job) = state
         .db
-        .run(true, move |conn| {
-            apply_write_back(conn, &fire_id, &result, now_ms())
+        .run(true, move |conn| -> AppResult<_> {
+            let outcome = apply_write_back(conn, &fire_id, &result, now_ms())?;
+            // Only for the log line: which job the fire belongs to.
+            let job = match outcome {
+                WriteBackResult::Recorded => db::jobs::key_of_fire(conn, &fire_id)?,
+                _ => None,
+            };
+            Ok((outcome, job))
         })
         .await?;
     if outcome == WriteBackResult::Recorded {
-        log::info!("fire {id}: result recorded");
+        let job = job.unwrap_or_else(|| "(deleted)".into());
+        log::info!("fire {id} job {job}: result recorded");
         // A failure may have scheduled a retry.
         state.scheduler.wake();
     }
@@ -216,17 +223,16 @@ async fn take_write_back(
 /// `POST /api/v1/fires/{id}/cancel`.
 pub async fn cancel(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("fire", &id)?;
-    let fire = state
+    let (fire, job) = state
         .db
-        .run(true, move |conn| {
-            cancel_fire(conn, &id, now_ms(), "cancelled by an operator")
+        .run(true, move |conn| -> AppResult<_> {
+            let fire = cancel_fire(conn, &id, now_ms(), "cancelled by an operator")?;
+            let job = db::jobs::key_of_fire(conn, &fire.id)?;
+            Ok((fire, job))
         })
         .await?;
-    log::info!(
-        "fire {} job_id {}: cancelled by an operator",
-        fire.id,
-        fire.job_id
-    );
+    let job = job.unwrap_or_else(|| "(deleted)".into());
+    log::info!("fire {} job {job}: cancelled by an operator", fire.id);
     Ok(HttpResponse::Ok().json(FireView::from(&fire)))
 }
 
