@@ -296,13 +296,19 @@ async fn metrics_after_fires_have_the_expected_series() {
     app.stop().await;
 }
 
-fn sqlite(dir: &std::path::Path) -> SqliteConnection {
-    let path = dir.join("cronhook.db");
-    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).expect("open the test db");
-    diesel::sql_query("PRAGMA busy_timeout = 10000")
-        .execute(&mut conn)
-        .expect("busy timeout");
-    conn
+/// Runs one SQL statement on the node's database, beside the running node (used to
+/// set fires' ages; everything else goes through the API).
+fn execute_sql(database_url: &str, sql: &str) {
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        let mut conn = SqliteConnection::establish(path).expect("open the test db");
+        diesel::sql_query("PRAGMA busy_timeout = 10000")
+            .execute(&mut conn)
+            .expect("busy timeout");
+        diesel::sql_query(sql).execute(&mut conn).expect(sql);
+    } else {
+        let mut conn = diesel::PgConnection::establish(database_url).expect("open the test db");
+        diesel::sql_query(sql).execute(&mut conn).expect(sql);
+    }
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -310,7 +316,22 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 #[actix_web::test]
 async fn retention_removes_old_and_excess_finished_fires_and_nothing_else() {
     let dir = temp_dir();
+    retention_scenario(test_settings(dir.path())).await;
+}
+
+#[actix_web::test]
+async fn retention_on_postgres() {
+    let Some(pg) = TempPostgres::create("retention_on_postgres") else {
+        return;
+    };
+    let dir = temp_dir();
     let mut settings = test_settings(dir.path());
+    settings.database_url = pg.url.clone();
+    retention_scenario(settings).await;
+}
+
+async fn retention_scenario(mut settings: cronhook::configuration::Settings) {
+    let database_url = settings.database_url.clone();
     settings.retention.schedule = "* * * * * ?".into();
     settings.retention.max_age_days = 1;
     settings.retention.max_fires_per_job = 3;
@@ -344,22 +365,21 @@ async fn retention_removes_old_and_excess_finished_fires_and_nothing_else() {
         count_state(f, "running") == 1
     })
     .await;
-    {
-        let mut conn = sqlite(dir.path());
-        let now = chrono::Utc::now().timestamp_millis();
-        diesel::sql_query(format!(
+    let now = chrono::Utc::now().timestamp_millis();
+    execute_sql(
+        &database_url,
+        &format!(
             "UPDATE fires SET finished_at = {} WHERE id = '{old}'",
             now - 2 * DAY_MS
-        ))
-        .execute(&mut conn)
-        .expect("age a finished fire");
-        diesel::sql_query(format!(
+        ),
+    );
+    execute_sql(
+        &database_url,
+        &format!(
             "UPDATE fires SET scheduled_at = {t}, due_at = {t}, fired_at = {t} WHERE id = '{open}'",
             t = now - 10 * DAY_MS
-        ))
-        .execute(&mut conn)
-        .expect("age a running fire");
-    }
+        ),
+    );
 
     let start = Instant::now();
     while app.fires_of(&aged_id).await.len() != 1 || app.fires_of(&busy_id).await.len() != 3 {
