@@ -3,7 +3,7 @@
 //! reader under WAL) and compact. PostgreSQL is backed up with its own tools
 //! (`pg_dump`, see docs/operations.md).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Text;
@@ -68,7 +68,7 @@ pub fn backup(database_url: &str, dest: &Path) -> Result<u64, BackupError> {
         .map_err(|e| BackupError::Failed(format!("{}: {e}", dest.display())))
 }
 
-fn open(path: &PathBuf) -> Result<SqliteConnection, BackupError> {
+fn open(path: &Path) -> Result<SqliteConnection, BackupError> {
     SqliteConnection::establish(&path.to_string_lossy())
         .map_err(|e| BackupError::Failed(format!("cannot open {}: {e}", path.display())))
 }
@@ -81,7 +81,7 @@ struct Check {
 
 /// The copy must pass SQLite's own consistency check before it is called a backup.
 fn verify(dest: &Path) -> Result<(), BackupError> {
-    let mut conn = open(&dest.to_path_buf())?;
+    let mut conn = open(dest)?;
     let rows: Vec<Check> = diesel::sql_query("PRAGMA quick_check")
         .load(&mut conn)
         .map_err(|e| BackupError::Failed(format!("checking {}: {e}", dest.display())))?;
