@@ -296,6 +296,40 @@ async fn metrics_after_fires_have_the_expected_series() {
     app.stop().await;
 }
 
+#[actix_web::test]
+async fn misfires_after_downtime_are_counted_by_group_and_policy() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let hook = Webhook::start();
+    let job = app
+        .create_job(json!({
+            "group": "metrics-misfire", "name": "every-second", "mode": "sync",
+            "target": { "url": hook.url() },
+            "triggers": [{ "kind": "cron", "expression": "* * * * * ?", "misfire": "skip", "misfire_threshold_ms": 500 }],
+        }))
+        .await;
+    let job_id = job["id"].as_str().unwrap().to_string();
+    app.wait_fires(&job_id, "a fire", |f| count_state(f, "succeeded") >= 1)
+        .await;
+    app.stop().await;
+    // Down for longer than the threshold: the next start finds missed instants.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let app = spawn_app(dir.path());
+    app.wait_fires(&job_id, "a misfired fire", |f| {
+        count_state(f, "misfired") >= 1
+    })
+    .await;
+    let (text, metrics) = scrape(&app).await;
+    let misfires = sample(
+        &metrics,
+        "cronhook_misfires_total",
+        &[("group", "metrics-misfire"), ("policy", "skip")],
+    );
+    assert!(misfires.is_some_and(|n| n >= 1.0), "{text}");
+    hook.stop().await;
+    app.stop().await;
+}
+
 /// Runs one SQL statement on the node's database, beside the running node (used to
 /// set fires' ages; everything else goes through the API).
 fn execute_sql(database_url: &str, sql: &str) {

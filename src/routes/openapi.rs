@@ -15,6 +15,8 @@ use crate::error::{AppError, AppResult, Problem};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub ready: bool,
+    /// This node's id (as in `/api/v1/nodes`).
+    pub node: String,
     pub database: bool,
     pub migrations_applied: bool,
     pub scheduler_loop: bool,

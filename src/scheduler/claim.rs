@@ -367,6 +367,10 @@ pub fn claim_pending_fires(
                     ..Default::default()
                 };
                 db::fires::finish(conn, &fire.id, &[FireState::Fired.as_str()], &finish)?;
+                crate::metrics::misfire(
+                    crate::metrics::group_of_key(&job.key),
+                    spec.map(|s| s.misfire).unwrap_or_default(),
+                );
                 continue;
             }
             due.push(DueFire {
@@ -420,6 +424,10 @@ pub fn take_due_for_dispatch(
                         ..Default::default()
                     };
                     db::fires::finish(conn, &due.fire.id, &[FireState::Fired.as_str()], &finish)?;
+                    crate::metrics::misfire(
+                        crate::metrics::group_of_key(&due.job.key),
+                        spec.map(|s| s.misfire).unwrap_or_default(),
+                    );
                     continue;
                 }
             }
