@@ -180,7 +180,9 @@ pub fn fire_ended(ended: &crate::scheduler::outcome::Ended, state: &str) {
     }
 }
 
-/// A trigger misfired; `policy` is the misfire policy that was applied.
+/// A trigger misfired; `policy` is the misfire policy that was applied. Counted when
+/// the claim decides it, inside its transaction: a round that is rolled back and run
+/// again may count one misfire twice.
 pub fn misfire(group: &str, policy: MisfirePolicy) {
     let policy = match policy {
         MisfirePolicy::FireNow => "fire_now",
