@@ -48,12 +48,7 @@ async fn run(
     schedule: CronExpr,
     mut stop: watch::Receiver<bool>,
 ) {
-    if settings.max_age_days == 0 && settings.max_fires_per_job == 0 {
-        log::info!(
-            "retention: keeping every finished fire (max_age_days and max_fires_per_job are 0)"
-        );
-        return;
-    }
+    // Even with both settings at 0 the runs go on: a job's own `keep_fires` still applies.
     loop {
         let Some(next) = schedule.next_after(Utc::now(), chrono_tz::UTC) else {
             log::warn!(
@@ -112,32 +107,47 @@ pub async fn purge(
             tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
         }
     }
-    if settings.max_fires_per_job > 0 {
-        let keep = i64::from(settings.max_fires_per_job);
-        let over = db
-            .run(false, move |conn| {
-                db::retention::jobs_over(conn, keep).map_err(AppError::from)
-            })
-            .await?;
-        for (job_id, _) in over {
-            loop {
-                let job = job_id.clone();
-                let removed = db
-                    .run(true, move |conn| {
-                        db::retention::purge_beyond_newest(conn, &job, keep, batch)
-                            .map_err(AppError::from)
-                    })
-                    .await?;
-                purged.by_count += removed;
-                crate::metrics::fires_purged("count", removed);
-                if (removed as i64) < batch || *stop.borrow() {
-                    break;
-                }
-                tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
-            }
-            if *stop.borrow() {
+    // Per job: its own `keep_fires` where set (0 = no limit), else the setting.
+    let global = i64::from(settings.max_fires_per_job);
+    let (overrides, over_global) = db
+        .run(false, move |conn| -> Result<_, AppError> {
+            let overrides: std::collections::HashMap<String, i64> =
+                db::retention::keep_fires_overrides(conn)?
+                    .into_iter()
+                    .map(|(id, keep)| (id, i64::from(keep)))
+                    .collect();
+            let over_global = if global > 0 {
+                db::retention::jobs_over(conn, global)?
+            } else {
+                Vec::new()
+            };
+            Ok((overrides, over_global))
+        })
+        .await?;
+    let mut limits: Vec<(String, i64)> = over_global
+        .into_iter()
+        .filter(|(id, _)| !overrides.contains_key(id))
+        .map(|(id, _)| (id, global))
+        .collect();
+    limits.extend(overrides.into_iter().filter(|(_, keep)| *keep > 0));
+    for (job_id, keep) in limits {
+        loop {
+            let job = job_id.clone();
+            let removed = db
+                .run(true, move |conn| {
+                    db::retention::purge_beyond_newest(conn, &job, keep, batch)
+                        .map_err(AppError::from)
+                })
+                .await?;
+            purged.by_count += removed;
+            crate::metrics::fires_purged("count", removed);
+            if (removed as i64) < batch || *stop.borrow() {
                 break;
             }
+            tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
+        }
+        if *stop.borrow() {
+            break;
         }
     }
     Ok(purged)

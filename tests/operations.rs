@@ -379,6 +379,18 @@ async fn retention_scenario(mut settings: cronhook::configuration::Settings) {
     let aged_id = aged["id"].as_str().unwrap().to_string();
     let running = app.create_job(make("running", "callback")).await;
     let running_id = running["id"].as_str().unwrap().to_string();
+    // Per-job overrides of max_fires_per_job: one keeps a single fire, one keeps all.
+    let mut capped = make("capped", "sync");
+    capped["keep_fires"] = json!(1);
+    let capped = app.create_job(capped).await;
+    assert_eq!(capped["keep_fires"], 1, "{capped}");
+    let capped_id = capped["id"].as_str().unwrap().to_string();
+    let mut unlimited = make("unlimited", "sync");
+    unlimited["keep_fires"] = json!(0);
+    let unlimited_id = app.create_job(unlimited).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // busy: five fires, one after the other; only the newest three may stay.
     let mut busy_fires = Vec::new();
@@ -389,6 +401,14 @@ async fn retention_scenario(mut settings: cronhook::configuration::Settings) {
     // purge itself is the server's).
     let old = run_once(&app, &aged_id).await;
     let recent = run_once(&app, &aged_id).await;
+    let mut capped_fires = Vec::new();
+    for _ in 0..3 {
+        capped_fires.push(run_once(&app, &capped_id).await);
+    }
+    let mut unlimited_fires = BTreeSet::new();
+    for _ in 0..5 {
+        unlimited_fires.insert(run_once(&app, &unlimited_id).await);
+    }
     // running: a callback fire acknowledged but never written back, fired ten days ago.
     let (status, fire) = app
         .post(&format!("/api/v1/jobs/{running_id}/run"), json!({}))
@@ -416,7 +436,10 @@ async fn retention_scenario(mut settings: cronhook::configuration::Settings) {
     );
 
     let start = Instant::now();
-    while app.fires_of(&aged_id).await.len() != 1 || app.fires_of(&busy_id).await.len() != 3 {
+    while app.fires_of(&aged_id).await.len() != 1
+        || app.fires_of(&busy_id).await.len() != 3
+        || app.fires_of(&capped_id).await.len() != 1
+    {
         assert!(
             start.elapsed() < PATIENCE,
             "retention did not purge in time"
@@ -435,6 +458,16 @@ async fn retention_scenario(mut settings: cronhook::configuration::Settings) {
         ids(&app.fires_of(&aged_id).await),
         BTreeSet::from([recent]),
         "the old one goes"
+    );
+    assert_eq!(
+        ids(&app.fires_of(&capped_id).await),
+        BTreeSet::from([capped_fires[2].clone()]),
+        "keep_fires 1 keeps the newest"
+    );
+    assert_eq!(
+        ids(&app.fires_of(&unlimited_id).await),
+        unlimited_fires,
+        "keep_fires 0 keeps all, beyond the setting's 3"
     );
     let open_fires = app.fires_of(&running_id).await;
     assert_eq!(

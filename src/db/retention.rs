@@ -5,7 +5,7 @@
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 
-use super::schema::fires;
+use super::schema::{fires, jobs};
 use super::DbConnection;
 use crate::domain::FireState;
 
@@ -43,6 +43,23 @@ pub fn jobs_over(conn: &mut DbConnection, keep: i64) -> QueryResult<Vec<(String,
         .having(count_star().gt(keep))
         .select((fires::job_id, count_star()))
         .load(conn)
+}
+
+/// Jobs whose spec sets `keep_fires`, with that count. The text filter keeps this from
+/// parsing every job's spec; the parse decides.
+pub fn keep_fires_overrides(conn: &mut DbConnection) -> QueryResult<Vec<(String, u32)>> {
+    let rows: Vec<(String, String)> = jobs::table
+        .filter(jobs::spec.like("%\"keep_fires\":%"))
+        .select((jobs::id, jobs::spec))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, spec)| {
+            let spec: serde_json::Value = serde_json::from_str(&spec).ok()?;
+            let keep = u32::try_from(spec.get("keep_fires")?.as_u64()?).ok()?;
+            Some((id, keep))
+        })
+        .collect())
 }
 
 /// Removes up to `batch` of the job's finished fires beyond its newest `keep`.

@@ -43,6 +43,10 @@ pub struct JobInput {
     /// Create the job paused.
     #[serde(default)]
     pub paused: bool,
+    /// Finished fires of this job kept by retention, the newest; overrides the
+    /// `retention.max_fires_per_job` setting for this job (`0`: no limit).
+    #[serde(default)]
+    pub keep_fires: Option<u32>,
 }
 
 fn default_group() -> String {
@@ -70,6 +74,9 @@ pub struct JobSpec {
     /// `alert_url` setting applies when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_url: Option<String>,
+    /// Per-job retention count (see [`JobInput::keep_fires`]); absent in specs stored before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_fires: Option<u32>,
 }
 
 /// Child jobs must be job keys; the alert URL an http(s) URL.
@@ -403,6 +410,7 @@ impl JobInput {
             on_success: self.on_success.clone(),
             on_failure: self.on_failure.clone(),
             alert_url: self.alert_url.clone(),
+            keep_fires: self.keep_fires,
         })
     }
 }

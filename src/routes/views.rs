@@ -54,6 +54,9 @@ pub struct JobView {
     pub on_failure: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_url: Option<String>,
+    /// Per-job retention count, when set (`0`: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_fires: Option<u32>,
     pub triggers: Vec<TriggerView>,
     pub next_fire_at: Option<String>,
     pub running: i64,
@@ -102,6 +105,7 @@ impl From<&StoredJob> for JobView {
             on_success: stored.spec.on_success.clone(),
             on_failure: stored.spec.on_failure.clone(),
             alert_url: stored.spec.alert_url.clone(),
+            keep_fires: stored.spec.keep_fires,
             triggers: stored
                 .triggers
                 .iter()
