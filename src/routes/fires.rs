@@ -177,20 +177,24 @@ async fn take_write_back(
     let result: WriteBack = parse_json(&body)?;
     let id = parse_id("fire", &id)?;
     let fire_id = id.clone();
-    let (outcome, job) = state
+    let outcome = state
         .db
-        .run(true, move |conn| -> AppResult<_> {
-            let outcome = apply_write_back(conn, &fire_id, &result, now_ms())?;
-            // Only for the log line: which job the fire belongs to.
-            let job = match outcome {
-                WriteBackResult::Recorded => db::jobs::key_of_fire(conn, &fire_id)?,
-                _ => None,
-            };
-            Ok((outcome, job))
+        .run(true, move |conn| {
+            apply_write_back(conn, &fire_id, &result, now_ms())
         })
         .await?;
     if outcome == WriteBackResult::Recorded {
-        let job = job.unwrap_or_else(|| "(deleted)".into());
+        // Only for the log line, on a reader so the (SQLite) writer is not held for it.
+        let fire_id = id.clone();
+        let job = state
+            .db
+            .run(false, move |conn| {
+                db::jobs::key_of_fire(conn, &fire_id).map_err(AppError::from)
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "(unknown)".into());
         log::info!("fire {id} job {job}: result recorded");
         // A failure may have scheduled a retry.
         state.scheduler.wake();
