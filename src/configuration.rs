@@ -151,6 +151,7 @@ impl std::fmt::Debug for Settings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("http_workers", &self.http_workers)
             .field("log_format", &self.log_format)
+            .field("alert_url", &self.alert_url)
             .field("scheduler", &self.scheduler)
             .field("retention", &self.retention)
             .finish()
@@ -205,6 +206,7 @@ impl Settings {
         "max_body_bytes",
         "http_workers",
         "log_format",
+        "alert_url",
     ];
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -272,6 +274,22 @@ impl Settings {
                     host
                 };
                 format!("http://{host}:{bound_port}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A top-level setting missing from ENV_KEYS would silently ignore its variable.
+    #[test]
+    fn every_top_level_setting_is_read_from_the_environment() {
+        let defaults = serde_json::to_value(Settings::default()).expect("serialises");
+        for (key, value) in defaults.as_object().expect("an object") {
+            if !value.is_object() {
+                assert!(Settings::ENV_KEYS.contains(&key.as_str()), "{key}");
             }
         }
     }

@@ -240,6 +240,22 @@ pub async fn cancel(_: Admin, state: State, id: web::Path<String>) -> AppResult<
     Ok(HttpResponse::Ok().json(FireView::from(&fire)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/fires/{id}/retry",
+    tag = "fires",
+    operation_id = "retry_fire",
+    summary = "Record a new attempt of a finished fire, due now",
+    params(("id" = String, Path, description = "Fire id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "The new attempt", body = FireView),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such fire", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The fire has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 /// A new attempt of a finished fire, due now.
 pub async fn retry(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("fire", &id)?;
