@@ -52,7 +52,8 @@ pub fn end_fire(
             group,
         })
     })?;
-    // Counted once committed, by the one writer whose change took.
+    // Counted once the change took (on SQLite the group commit may still be pending:
+    // a failed group commit would leave the count one ahead).
     crate::metrics::fire_ended(&ended, finish.state);
     Ok(ended)
 }
