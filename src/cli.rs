@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `cron next`, `cron explain`, and `jobs`
-//! (export, apply, import-crontab; in [`crate::jobfile`]).
+//! The command line: `serve`, `migrate`, `backup`, `cron next`, `cron explain`, and
+//! `jobs` (export, apply, import-crontab; in [`crate::jobfile`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,6 +30,8 @@ pub enum Command {
     Serve(ServerArgs),
     /// Apply pending database migrations and exit.
     Migrate(ServerArgs),
+    /// Copy the SQLite database to FILE, consistently, even while the server runs.
+    Backup(BackupArgs),
     /// Work with Quartz cron expressions.
     #[command(subcommand)]
     Cron(CronCommand),
@@ -40,7 +42,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// TOML settings file (every setting is listed in README.md, Configuration).
+    /// TOML settings file (every setting is described in docs/configuration.md).
     #[arg(long, short = 'c', env = "CRONHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:7070.
@@ -49,6 +51,14 @@ pub struct ServerArgs {
     /// sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(long)]
     pub database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the copy; must not exist yet.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,24 +116,7 @@ impl ServerArgs {
     }
 }
 
-pub fn init_logging(format: &str) {
-    let mut builder = env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,actix_server=warn"),
-    );
-    builder.format_timestamp_millis();
-    if format == "json" {
-        builder.format(|buf, record| {
-            let line = serde_json::json!({
-                "ts": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "level": record.level().as_str(),
-                "target": record.target(),
-                "msg": record.args().to_string(),
-            });
-            writeln!(buf, "{line}")
-        });
-    }
-    let _ = builder.try_init();
-}
+pub use crate::logging::init_logging;
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -144,6 +137,22 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 "{} migration(s) applied to {}",
                 applied.len(),
                 db.backend.describe()
+            );
+            Ok(())
+        }
+        Command::Backup(args) => {
+            let settings = args.server.settings()?;
+            let bytes =
+                crate::backup::backup(&settings.database_url, &args.file).map_err(|e| match e {
+                    crate::backup::BackupError::Invalid(m) => CliError::Invalid(m),
+                    crate::backup::BackupError::Failed(m) => CliError::Failed(m),
+                })?;
+            println!(
+                "backed up {} to {} ({bytes} bytes)",
+                crate::db::Backend::from_url(&settings.database_url)
+                    .map(|b| b.describe())
+                    .unwrap_or_default(),
+                args.file.display()
             );
             Ok(())
         }

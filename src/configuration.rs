@@ -9,7 +9,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+// Debug is written by hand below: the secrets must not reach a log through `{:?}`.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Address the HTTP server binds, e.g. `127.0.0.1:7070`.
@@ -32,6 +33,34 @@ pub struct Settings {
     /// `alert_url`). Stored in the database at start, so give every node the same value.
     pub alert_url: Option<String>,
     pub scheduler: SchedulerSettings,
+    pub retention: RetentionSettings,
+}
+
+/// How long finished fires are kept. Purges run in the background on `schedule`, in
+/// batches of `batch_size` rows, each its own short transaction, so claiming never
+/// waits behind a long delete. Only finished fires are removed, never fired or running ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Finished fires older than this many days (by finish time) are removed; 0 keeps them.
+    pub max_age_days: u32,
+    /// At most this many finished fires are kept per job, the newest; 0 means no limit.
+    pub max_fires_per_job: u32,
+    /// Quartz cron expression (UTC) for the housekeeping run.
+    pub schedule: String,
+    /// Rows removed per transaction.
+    pub batch_size: i64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            max_age_days: 30,
+            max_fires_per_job: 10_000,
+            schedule: "0 */10 * * * ?".into(),
+            batch_size: 500,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +110,7 @@ impl Default for Settings {
             log_format: "text".into(),
             alert_url: None,
             scheduler: SchedulerSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -103,6 +133,28 @@ impl Default for SchedulerSettings {
             executor_heartbeat_ms: 3_000,
             executor_timeout_ms: 10_000,
         }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { Some("<redacted>") } else { None };
+        let database = crate::db::Backend::from_url(&self.database_url)
+            .map(|b| b.describe())
+            .unwrap_or_else(|_| "<unparsable>".into());
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &database)
+            .field("public_url", &self.public_url)
+            .field("admin_token", &hidden(self.admin_token.is_some()))
+            .field("signing_secret", &hidden(self.signing_secret.is_some()))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("http_workers", &self.http_workers)
+            .field("log_format", &self.log_format)
+            .field("alert_url", &self.alert_url)
+            .field("scheduler", &self.scheduler)
+            .field("retention", &self.retention)
+            .finish()
     }
 }
 
@@ -133,9 +185,9 @@ impl Settings {
             .merge(Env::prefixed("CRONHOOK_").split("__").filter(|k| {
                 // Keys keep the environment's case here (CRONHOOK_DATABASE_URL → DATABASE_URL).
                 let k = k.as_str().to_ascii_lowercase();
-                Settings::ENV_KEYS
-                    .iter()
-                    .any(|known| k == *known || k.starts_with("scheduler."))
+                Settings::ENV_KEYS.iter().any(|known| {
+                    k == *known || k.starts_with("scheduler.") || k.starts_with("retention.")
+                })
             }))
             .merge(overrides);
         let settings: Settings = figment
@@ -154,6 +206,7 @@ impl Settings {
         "max_body_bytes",
         "http_workers",
         "log_format",
+        "alert_url",
     ];
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -167,6 +220,17 @@ impl Settings {
                 "scheduler.dispatch_concurrency must be at least 1".into(),
             ));
         }
+        if self.retention.batch_size < 1 {
+            return Err(ConfigError::Invalid(
+                "retention.batch_size must be at least 1".into(),
+            ));
+        }
+        crate::schedule::cron::CronExpr::parse(&self.retention.schedule).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "retention.schedule {:?} is not a Quartz cron expression: {e}",
+                self.retention.schedule
+            ))
+        })?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(
                 "log_format must be \"text\" or \"json\", not {:?}",
@@ -210,6 +274,22 @@ impl Settings {
                     host
                 };
                 format!("http://{host}:{bound_port}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A top-level setting missing from ENV_KEYS would silently ignore its variable.
+    #[test]
+    fn every_top_level_setting_is_read_from_the_environment() {
+        let defaults = serde_json::to_value(Settings::default()).expect("serialises");
+        for (key, value) in defaults.as_object().expect("an object") {
+            if !value.is_object() {
+                assert!(Settings::ENV_KEYS.contains(&key.as_str()), "{key}");
             }
         }
     }

@@ -83,7 +83,7 @@ impl From<actix_web::error::BlockingError> for AppError {
 }
 
 /// RFC 9457 problem details.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -10,17 +10,23 @@
 //! - [`routes`]: the HTTP API; [`auth`]: admin tokens and executor signatures.
 //! - [`lifecycle`]: the rules of job changes; [`plan`]: the upcoming fires.
 //! - [`jobfile`]: `cronhook jobs` (export, apply, import-crontab) over the REST API.
+//! - [`metrics`]: Prometheus counters the hot paths bump, and the `/metrics` text.
+//! - [`housekeeping`]: the retention purge of old finished fires.
 //! - [`startup`]: wires it all into a running [`startup::Application`].
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod configuration;
 pub mod db;
 pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod housekeeping;
 pub mod jobfile;
 pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod routes;
 pub mod schedule;

@@ -17,7 +17,7 @@ use crate::time::{to_rfc3339, Millis};
 pub const MAX_PLAN_ROWS: usize = 10_000;
 pub const DEFAULT_PLAN_ROWS: usize = 1_000;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PlannedFire {
     pub job_id: String,
     pub job: String,
@@ -32,7 +32,7 @@ pub struct PlannedFire {
     pub executor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     pub from: String,
     /// The window's end when one was given; otherwise each job's own default.

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::auth::{AuthState, GeneratedSecrets};
 use crate::configuration::Settings;
 use crate::db::{Backend, Db, DbError};
+use crate::housekeeping::Housekeeping;
 use crate::routes;
 use crate::scheduler::Scheduler;
 use crate::state::AppState;
@@ -35,6 +36,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     server_handle: ServerHandle,
     scheduler: Scheduler,
+    housekeeping: Housekeeping,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
     _sqlite_lock: Option<File>,
@@ -133,6 +135,8 @@ impl Application {
             callback_base,
         )
         .map_err(|e| StartError::Other(format!("scheduler: {e}")))?;
+        let housekeeping = Housekeeping::start(db.clone(), settings.retention.clone())
+            .map_err(|e| StartError::Other(format!("housekeeping: {e}")))?;
         let state = AppState {
             db,
             settings: settings.clone(),
@@ -146,7 +150,8 @@ impl Application {
                 .wrap(
                     actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
                         .exclude("/healthz")
-                        .exclude("/readyz"),
+                        .exclude("/readyz")
+                        .exclude("/metrics"),
                 )
                 .app_data(app_state.clone())
                 .app_data(auth_data.clone())
@@ -172,6 +177,7 @@ impl Application {
             server,
             server_handle,
             scheduler,
+            housekeeping,
             stop_tx,
             stop_rx,
             _sqlite_lock: sqlite_lock,
@@ -195,6 +201,7 @@ impl Application {
             server,
             server_handle,
             scheduler,
+            housekeeping,
             stop_tx: _keep_stop_open,
             mut stop_rx,
             _sqlite_lock,
@@ -205,6 +212,7 @@ impl Application {
             _ = shutdown_signal() => log::info!("shutdown signal received"),
             _ = stop_rx.wait_for(|stop| *stop) => log::info!("shutdown requested"),
         }
+        housekeeping.stop().await;
         // The HTTP server stays up while the scheduler drains, so write-backs still land.
         scheduler.shutdown().await;
         server_handle.stop(true).await;

@@ -24,6 +24,7 @@ pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Body of a dispatch: scheduler → target.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DispatchRequest {
     pub fire_id: Uuid,
@@ -43,6 +44,7 @@ pub struct DispatchRequest {
     pub shard: Option<Shard>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Shard {
     pub index: u32,
@@ -50,6 +52,7 @@ pub struct Shard {
 }
 
 /// Final outcome an executor reports for a fire.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultStatus {
@@ -67,6 +70,7 @@ impl ResultStatus {
 }
 
 /// Body of a write-back: executor → `POST /api/v1/fires/{fire_id}/result`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WriteBack {
@@ -87,6 +91,7 @@ pub struct WriteBack {
 }
 
 /// Body of a heartbeat: executor → `POST /api/v1/executors/heartbeat`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Heartbeat {
     pub app: String,
@@ -113,6 +118,7 @@ pub struct Heartbeat {
 }
 
 /// Answer to a heartbeat.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct HeartbeatReply {
     pub heartbeat_ms: u64,

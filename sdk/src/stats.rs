@@ -28,6 +28,88 @@ pub struct ExecutorStats {
     pub failed: u64,
 }
 
+impl ExecutorStats {
+    /// These numbers in the Prometheus text format, labelled with the executor's app,
+    /// for the host to append to its own `/metrics` answer. Names start with
+    /// `cronhook_executor_`; counters end in `_total`.
+    pub fn prometheus_text(&self, app: &str) -> String {
+        let app = app
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let rows: [(&str, &str, &str, u64); 11] = [
+            ("running", "gauge", "Handlers running now.", self.running),
+            (
+                "queued",
+                "gauge",
+                "Accepted fires waiting for a free slot.",
+                self.queued,
+            ),
+            (
+                "capacity",
+                "gauge",
+                "Handlers that may run at once.",
+                self.capacity,
+            ),
+            (
+                "outbox_depth",
+                "gauge",
+                "Results stored in the outbox, waiting for delivery to the scheduler.",
+                self.outbox_depth,
+            ),
+            (
+                "accepted_total",
+                "counter",
+                "Dispatches accepted.",
+                self.accepted,
+            ),
+            (
+                "rejected_busy_total",
+                "counter",
+                "Dispatches refused with 429 because the queue was full.",
+                self.rejected_busy,
+            ),
+            (
+                "delivered_total",
+                "counter",
+                "Results the scheduler accepted.",
+                self.delivered,
+            ),
+            (
+                "delivery_retries_total",
+                "counter",
+                "Write-back attempts that failed and will be retried.",
+                self.delivery_retries,
+            ),
+            (
+                "delivery_failures_total",
+                "counter",
+                "Results the scheduler refused for good.",
+                self.delivery_failures,
+            ),
+            (
+                "succeeded_total",
+                "counter",
+                "Handler runs that succeeded.",
+                self.succeeded,
+            ),
+            (
+                "failed_total",
+                "counter",
+                "Handler runs that failed.",
+                self.failed,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            out.push_str(&format!(
+                "# HELP cronhook_executor_{name} {help}\n# TYPE cronhook_executor_{name} {kind}\ncronhook_executor_{name}{{app=\"{app}\"}} {value}\n"
+            ));
+        }
+        out
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub accepted: AtomicU64,
@@ -65,5 +147,24 @@ impl Counters {
             succeeded: get(&self.succeeded),
             failed: get(&self.failed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_one_typed_sample_per_number() {
+        let stats = ExecutorStats {
+            outbox_depth: 3,
+            delivered: 7,
+            ..Default::default()
+        };
+        let text = stats.prometheus_text("bill\"ing");
+        assert!(text.contains("# TYPE cronhook_executor_outbox_depth gauge\n"));
+        assert!(text.contains("cronhook_executor_outbox_depth{app=\"bill\\\"ing\"} 3\n"));
+        assert!(text.contains("cronhook_executor_delivered_total{app=\"bill\\\"ing\"} 7\n"));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 11);
     }
 }

@@ -34,6 +34,26 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<JobRow>> {
         .optional()
 }
 
+/// The group of a job, without reading its spec.
+pub fn group_of(conn: &mut DbConnection, id: &str) -> QueryResult<Option<String>> {
+    jobs::table
+        .find(id)
+        .select(jobs::group_name)
+        .first(conn)
+        .optional()
+}
+
+/// The `group/name` key of the job a fire belongs to, for log lines about the fire.
+pub fn key_of_fire(conn: &mut DbConnection, fire_id: &str) -> QueryResult<Option<String>> {
+    let key: Option<(String, String)> = fires::table
+        .inner_join(jobs::table.on(jobs::id.eq(fires::job_id)))
+        .filter(fires::id.eq(fire_id))
+        .select((jobs::group_name, jobs::name))
+        .first(conn)
+        .optional()?;
+    Ok(key.map(|(group, name)| format!("{group}/{name}")))
+}
+
 pub fn find_by_key(
     conn: &mut DbConnection,
     group: &str,

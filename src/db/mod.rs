@@ -8,6 +8,7 @@ pub mod fires;
 pub mod group_commit;
 pub mod jobs;
 pub mod nodes;
+pub mod retention;
 pub mod schema;
 pub mod settings;
 pub mod tokens;
@@ -223,6 +224,26 @@ impl Db {
 
     pub fn write(&self) -> Result<Conn, DbError> {
         Ok(self.write.get()?)
+    }
+
+    /// `(pool, max, open, idle)` of each connection pool, for metrics. On PostgreSQL
+    /// the read and write pools are one pool, reported once.
+    pub fn pool_states(&self) -> Vec<(&'static str, u32, u32, u32)> {
+        let describe = |name: &'static str, pool: &Pool| {
+            let state = pool.state();
+            (
+                name,
+                pool.max_size(),
+                state.connections,
+                state.idle_connections,
+            )
+        };
+        match self.backend {
+            Backend::Sqlite(_) => {
+                vec![describe("read", &self.read), describe("write", &self.write)]
+            }
+            Backend::Postgres(_) => vec![describe("shared", &self.write)],
+        }
     }
 
     pub fn run_migrations(&self) -> Result<Vec<String>, DbError> {

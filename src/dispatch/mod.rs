@@ -53,6 +53,17 @@ enum Answer {
     Failed(Option<u16>, String),
 }
 
+impl Answer {
+    /// The metrics label of this answer.
+    fn kind(&self) -> &'static str {
+        match self {
+            Answer::Accepted(_) => "accepted",
+            Answer::Succeeded(..) => "succeeded",
+            Answer::Failed(..) => "failed",
+        }
+    }
+}
+
 impl Dispatcher {
     pub fn new(
         db: Db,
@@ -89,6 +100,7 @@ impl Dispatcher {
     /// panics; failures end the fire as `failed`.
     pub async fn dispatch(&self, due: DueFire) {
         if self.overlap_allows(&due).await {
+            crate::metrics::fire_sent(due.fire.due_at);
             self.send_to_target(&due).await;
         }
     }
@@ -520,6 +532,7 @@ impl Dispatcher {
                 .dispatch_timeout
                 .min(Duration::from_millis(due.job.spec.timeout_ms)),
         };
+        let started = std::time::Instant::now();
         let signature = protocol::sign_now(&self.secret, &body);
         let mut reused_connection_closed = false;
         let sent = loop {
@@ -548,11 +561,16 @@ impl Dispatcher {
         };
         let mut response = match sent {
             Ok(response) => response,
-            Err(e) => return Answer::Failed(None, format!("request to {url} failed: {e}")),
+            Err(e) => {
+                crate::metrics::dispatch_answered(started, "failed");
+                return Answer::Failed(None, format!("request to {url} failed: {e}"));
+            }
         };
         let status = response.status();
         let text = read_answer(&mut response).await;
-        interpret(due.job.spec.mode, status, text)
+        let answer = interpret(due.job.spec.mode, status, text);
+        crate::metrics::dispatch_answered(started, answer.kind());
+        answer
     }
 
     #[allow(clippy::too_many_arguments)]

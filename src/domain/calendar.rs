@@ -19,7 +19,7 @@ use super::trigger::parse_time_zone;
 const MAX_NAME_LEN: usize = 100;
 
 /// A calendar as the API accepts and returns it.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarInput {
     pub name: String,
@@ -32,7 +32,7 @@ pub struct CalendarInput {
     pub exclude: Exclusions,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Exclusions {
     /// Whole days, `YYYY-MM-DD`.
@@ -53,14 +53,14 @@ pub struct Exclusions {
     pub cron: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DateRange {
     pub from: String,
     pub to: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeWindow {
     pub from: String,

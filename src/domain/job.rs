@@ -6,7 +6,7 @@ use super::trigger::TriggerInput;
 use crate::error::AppError;
 
 /// The body of `POST /api/v1/jobs` and `PUT /api/v1/jobs/{id}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobInput {
     #[serde(default = "default_group")]
@@ -43,6 +43,10 @@ pub struct JobInput {
     /// Create the job paused.
     #[serde(default)]
     pub paused: bool,
+    /// Finished fires of this job kept by retention, the newest; overrides the
+    /// `retention.max_fires_per_job` setting for this job (`0`: no limit).
+    #[serde(default)]
+    pub keep_fires: Option<u32>,
 }
 
 fn default_group() -> String {
@@ -70,6 +74,9 @@ pub struct JobSpec {
     /// `alert_url` setting applies when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_url: Option<String>,
+    /// Per-job retention count (see [`JobInput::keep_fires`]); absent in specs stored before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_fires: Option<u32>,
 }
 
 /// Child jobs must be job keys; the alert URL an http(s) URL.
@@ -116,7 +123,7 @@ pub fn validate_http_url(field: &str, url: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,7 +142,7 @@ pub struct Target {
 
 /// `callback`: the target answers 202 and posts the result later (SDK).
 /// `sync`: a plain webhook; its 2xx answer is the result.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -143,7 +150,7 @@ pub enum Mode {
     Sync,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
@@ -207,7 +214,7 @@ impl RetryPolicy {
 }
 
 /// What happens when a fire is due while another fire of the same job still runs.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
     #[default]
@@ -221,7 +228,7 @@ pub enum Concurrency {
 }
 
 /// How an executor is picked when the target is an app (DESIGN.md, executor selection).
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Routing {
     /// Fewest open fires (task list), ties by reported running + queued.
@@ -242,7 +249,7 @@ pub enum Routing {
 }
 
 /// What a pinned fire does while its instance is not valid.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenUnavailable {
     /// End the fire `failed` (the retry policy may add an attempt).
@@ -403,6 +410,7 @@ impl JobInput {
             on_success: self.on_success.clone(),
             on_failure: self.on_failure.clone(),
             alert_url: self.alert_url.clone(),
+            keep_fires: self.keep_fires,
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::schedule::cron::CronExpr;
 use crate::time::Millis;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerKind {
     Cron,
@@ -33,7 +33,7 @@ impl TriggerKind {
 }
 
 /// What to do with instants missed by more than the misfire threshold (after downtime, say).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MisfirePolicy {
     /// Fire once now for the most recent missed instant; record nothing for the others.
@@ -47,7 +47,7 @@ pub enum MisfirePolicy {
 
 /// One trigger as the API accepts it. Flat on purpose: each kind reads the fields
 /// it needs, and a field used with the wrong kind is an error that names it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerInput {
     pub kind: TriggerKind,

@@ -428,6 +428,7 @@ pub fn convert(text: &str, group: &str, zone: &str) -> Conversion {
             on_success: Vec::new(),
             on_failure: Vec::new(),
             alert_url: None,
+            keep_fires: None,
             paused: false,
         });
     }

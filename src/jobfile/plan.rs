@@ -190,6 +190,9 @@ pub fn differences(input: &JobInput, view: &JobView, now: Millis) -> Vec<&'stati
     if input.alert_url != view.alert_url {
         fields.push("alert_url");
     }
+    if input.keep_fires != view.keep_fires {
+        fields.push("keep_fires");
+    }
     fields
 }
 
@@ -308,6 +311,8 @@ pub struct FileJob<'a> {
     pub on_failure: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_fires: Option<u32>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -336,6 +341,7 @@ impl<'a> FileJob<'a> {
             on_success: &input.on_success,
             on_failure: &input.on_failure,
             alert_url: input.alert_url.as_deref(),
+            keep_fires: input.keep_fires,
         }
     }
 }
@@ -363,6 +369,7 @@ pub fn export_input(view: &JobView) -> Result<JobInput, String> {
         on_success: view.on_success.clone(),
         on_failure: view.on_failure.clone(),
         alert_url: view.alert_url.clone(),
+        keep_fires: view.keep_fires,
         paused: is_paused(view),
     })
 }

@@ -3,18 +3,36 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{parse_id, JsonBody, State};
 use crate::auth::Admin;
 use crate::db;
 use crate::domain::CalendarInput;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Problem};
 use crate::lifecycle;
-use crate::plan::{self, DEFAULT_PLAN_ROWS, MAX_PLAN_ROWS};
+use crate::plan::{self, Plan, DEFAULT_PLAN_ROWS, MAX_PLAN_ROWS};
 use crate::routes::views::JobView;
+use crate::routes::Items;
 use crate::time::now_ms;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/calendars",
+    tag = "calendars",
+    operation_id = "create_calendar",
+    summary = "Create a calendar (named exclusions for triggers)",
+    request_body(content = CalendarInput, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names the calendar", body = CalendarInput),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A calendar with this name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn create(
     _: Admin,
     state: State,
@@ -35,6 +53,25 @@ pub async fn create(
         .json(&saved.input))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/calendars/{name}",
+    tag = "calendars",
+    operation_id = "replace_calendar",
+    summary = "Replace a calendar; triggers using it are re-planned",
+    params(("name" = String, Path, description = "Calendar name")),
+    request_body(content = CalendarInput, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The calendar", body = CalendarInput),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such calendar", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn replace(
     _: Admin,
     state: State,
@@ -61,6 +98,19 @@ pub async fn replace(
     Ok(HttpResponse::Ok().json(&saved.input))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendars",
+    tag = "calendars",
+    operation_id = "list_calendars",
+    summary = "List calendars",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Calendars", body = Items<CalendarInput>),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn list(_: Admin, state: State) -> AppResult<HttpResponse> {
     let rows = state
         .db
@@ -72,9 +122,24 @@ pub async fn list(_: Admin, state: State) -> AppResult<HttpResponse> {
         .iter()
         .map(|row| row.calendar().map(|c| c.input))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(crate::routes::Items { items }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/calendars/{name}",
+    tag = "calendars",
+    operation_id = "get_calendar",
+    summary = "Get a calendar",
+    params(("name" = String, Path, description = "Calendar name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The calendar", body = CalendarInput),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such calendar", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(_: Admin, state: State, name: web::Path<String>) -> AppResult<HttpResponse> {
     let name = name.into_inner();
     let row = state
@@ -88,6 +153,22 @@ pub async fn get(_: Admin, state: State, name: web::Path<String>) -> AppResult<H
     Ok(HttpResponse::Ok().json(row.calendar()?.input))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/calendars/{name}",
+    tag = "calendars",
+    operation_id = "delete_calendar",
+    summary = "Delete a calendar no trigger uses",
+    params(("name" = String, Path, description = "Calendar name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such calendar", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A trigger still uses the calendar", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn delete(_: Admin, state: State, name: web::Path<String>) -> AppResult<HttpResponse> {
     let name = name.into_inner();
     state
@@ -97,7 +178,8 @@ pub async fn delete(_: Admin, state: State, name: web::Path<String>) -> AppResul
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PlanQuery {
     from: Option<chrono::DateTime<chrono::Utc>>,
@@ -122,6 +204,21 @@ fn plan_bounds(query: &PlanQuery) -> AppResult<(i64, Option<i64>, usize)> {
     Ok((from, until, limit))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/plan",
+    tag = "jobs",
+    operation_id = "plan_all",
+    summary = "Upcoming fires of all jobs in a window (default: until the end of tomorrow)",
+    params(PlanQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The plan", body = Plan),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn plan_all(
     _: Admin,
     state: State,
@@ -137,6 +234,22 @@ pub async fn plan_all(
     Ok(HttpResponse::Ok().json(plan))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/plan",
+    tag = "jobs",
+    operation_id = "plan_job",
+    summary = "Upcoming fires of one job",
+    params(("id" = String, Path, description = "Job id (UUID)"), PlanQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The plan, with the job's state", body = JobPlan),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn plan_job(
     _: Admin,
     state: State,
@@ -154,9 +267,10 @@ pub async fn plan_job(
         })
         .await?;
     let (job, plan) = plan;
-    let mut body = serde_json::to_value(&plan).map_err(|e| AppError::Internal(e.to_string()))?;
-    body["job_state"] = JobView::from(&job).state.into();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(JobPlan {
+        plan,
+        job_state: JobView::from(&job).state,
+    }))
 }
 
 async fn set_group_paused(state: State, group: String, paused: bool) -> AppResult<HttpResponse> {
@@ -170,13 +284,51 @@ async fn set_group_paused(state: State, group: String, paused: bool) -> AppResul
         state.scheduler.wake();
     }
     let jobs: Vec<JobView> = changed.iter().map(JobView::from).collect();
-    let refused: Vec<_> = refused
+    let refused = refused
         .into_iter()
-        .map(|(job, reason)| json!({ "job": job, "reason": reason }))
+        .map(|(job, reason)| Refused { job, reason })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "jobs": jobs, "refused": refused })))
+    Ok(HttpResponse::Ok().json(GroupChange { jobs, refused }))
 }
 
+/// The answer to a group pause or resume.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct GroupChange {
+    /// The jobs of the group that changed, as they are now.
+    pub jobs: Vec<JobView>,
+    /// Jobs of the group that could not change, and why.
+    pub refused: Vec<Refused>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Refused {
+    pub job: String,
+    pub reason: String,
+}
+
+/// `/api/v1/jobs/{id}/plan`: the plan, with the job's state.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct JobPlan {
+    #[serde(flatten)]
+    pub plan: Plan,
+    /// `active`, `paused` or `pausing`.
+    pub job_state: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{group}/pause",
+    tag = "jobs",
+    operation_id = "pause_group",
+    summary = "Pause every job of a group",
+    params(("group" = String, Path, description = "Job group")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What changed and what was refused", body = GroupChange),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn pause_group(
     _: Admin,
     state: State,
@@ -185,6 +337,20 @@ pub async fn pause_group(
     set_group_paused(state, group.into_inner(), true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{group}/resume",
+    tag = "jobs",
+    operation_id = "resume_group",
+    summary = "Resume every job of a group",
+    params(("group" = String, Path, description = "Job group")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What changed and what was refused", body = GroupChange),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn resume_group(
     _: Admin,
     state: State,

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Admin;
 use crate::domain::trigger::parse_time_zone;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Problem};
 use crate::schedule::cron::CronExpr;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {
     expression: String,
@@ -18,7 +19,7 @@ pub struct PreviewQuery {
     count: Option<usize>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Preview {
     pub expression: String,
     pub time_zone: String,
@@ -26,6 +27,20 @@ pub struct Preview {
     pub next: Vec<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cron/preview",
+    tag = "cron",
+    operation_id = "preview_cron",
+    summary = "Next fire times of a Quartz cron expression, and its explanation",
+    params(PreviewQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The preview", body = Preview),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn preview(_: Admin, query: web::Query<PreviewQuery>) -> AppResult<HttpResponse> {
     let query = query.into_inner();
     let expr =

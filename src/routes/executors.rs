@@ -10,7 +10,8 @@ use super::{parse_json, RawBody, State};
 use crate::auth::{Admin, AuthState};
 use crate::db::executors::{ExecutorRow, HeartbeatUpdate};
 use crate::db::{self, DbConnection};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Problem};
+use crate::routes::views::Items;
 use crate::time::{now_ms, to_rfc3339};
 
 /// Cancels are repeated in heartbeat replies this long, so a beat lost in transit does
@@ -30,6 +31,22 @@ fn clamp_u32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/executors/heartbeat",
+    tag = "executors",
+    operation_id = "executor_heartbeat",
+    summary = "Executor heartbeat (signed); the reply lists fires to cancel",
+    request_body(content = cronhook_sdk::protocol::Heartbeat, content_type = "application/json"),
+    security(("signature" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = cronhook_sdk::protocol::HeartbeatReply),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Bad or stale signature", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 /// `POST /api/v1/executors/heartbeat`, signed like a write-back.
 pub async fn heartbeat(
     req: HttpRequest,
@@ -99,14 +116,15 @@ fn validate(beat: &Heartbeat) -> AppResult<()> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     app: Option<String>,
 }
 
 /// One executor as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutorView {
     pub id: String,
     pub app: String,
@@ -134,6 +152,21 @@ pub fn is_valid(row: &ExecutorRow, now: i64, timeout_ms: u64) -> bool {
     row.valid && now - row.last_heartbeat_at <= timeout_ms as i64
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/executors",
+    tag = "executors",
+    operation_id = "list_executors",
+    summary = "List registered executors with their task lists and resources",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Executors", body = Items<ExecutorView>),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 /// `GET /api/v1/executors?app=`.
 pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let app = query.into_inner().app;
@@ -178,5 +211,5 @@ pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppRe
                 .collect())
         })
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }

@@ -9,12 +9,13 @@ use super::{page_bounds, parse_id, parse_json, Page, RawBody, State};
 use crate::auth::{Admin, AuthState};
 use crate::db;
 use crate::domain::FireState;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Problem};
 use crate::routes::views::FireView;
 use crate::scheduler::outcome::{apply_write_back, cancel_fire, WriteBackResult};
 use crate::time::now_ms;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     job_id: Option<String>,
@@ -25,6 +26,21 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fires",
+    tag = "fires",
+    operation_id = "list_fires",
+    summary = "List fires, newest first",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of fires", body = Page<FireView>),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let query = query.into_inner();
     let (limit, offset) = page_bounds(query.limit, query.offset)?;
@@ -65,6 +81,21 @@ pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppRe
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fires/{id}",
+    tag = "fires",
+    operation_id = "get_fire",
+    summary = "Get a fire",
+    params(("id" = String, Path, description = "Fire id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The fire", body = FireView),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such fire", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("fire", &id)?;
     let fire = state
@@ -77,6 +108,25 @@ pub async fn get(_: Admin, state: State, id: web::Path<String>) -> AppResult<Htt
     Ok(HttpResponse::Ok().json(FireView::from(&fire)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/fires/{id}/result",
+    tag = "executors",
+    operation_id = "write_back_result",
+    summary = "Write back a fire's result (executor, signed)",
+    params(("id" = String, Path, description = "Fire id (UUID)")),
+    request_body(content = cronhook_sdk::protocol::WriteBack, content_type = "application/json"),
+    security(("signature" = [])),
+    responses(
+        (status = 200, description = "Accepted, or an identical repeat", body = WriteBackAccepted),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Bad or stale signature", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such fire", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the fire's stored terminal state (kept as a late result)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 /// `POST /api/v1/fires/{id}/result`, signed by the executor over the raw body.
 pub async fn write_back(
     req: HttpRequest,
@@ -85,6 +135,44 @@ pub async fn write_back(
     id: web::Path<String>,
     RawBody(body): RawBody,
 ) -> AppResult<HttpResponse> {
+    let answer = take_write_back(req, state, auth, id, body).await;
+    crate::metrics::write_back(write_back_label(&answer));
+    answer.map(|(_, response)| response)
+}
+
+/// The answer to an accepted write-back.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WriteBackAccepted {
+    pub fire_id: String,
+    pub accepted: bool,
+    /// The same result was already stored (a retried delivery).
+    pub repeat: bool,
+    /// The fire had been cancelled; the result is kept as its late result.
+    pub after_cancel: bool,
+}
+
+/// The metrics label of a write-back's answer (a fixed set).
+fn write_back_label(answer: &AppResult<(WriteBackResult, HttpResponse)>) -> &'static str {
+    match answer {
+        Ok((WriteBackResult::Recorded, _)) => "recorded",
+        Ok((WriteBackResult::Repeat, _)) => "repeat",
+        Ok((WriteBackResult::AfterCancel, _)) => "after_cancel",
+        Err(AppError::Conflict(_)) => "conflict",
+        Err(AppError::NotFound(_)) => "unknown_fire",
+        Err(AppError::Unauthorized(_)) => "bad_signature",
+        Err(AppError::Invalid(_)) => "invalid",
+        Err(AppError::PayloadTooLarge(_)) => "too_large",
+        Err(_) => "error",
+    }
+}
+
+async fn take_write_back(
+    req: HttpRequest,
+    state: State,
+    auth: web::Data<AuthState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> AppResult<(WriteBackResult, HttpResponse)> {
     auth.verify_signature(&req, &body)?;
     let result: WriteBack = parse_json(&body)?;
     let id = parse_id("fire", &id)?;
@@ -96,35 +184,78 @@ pub async fn write_back(
         })
         .await?;
     if outcome == WriteBackResult::Recorded {
-        log::info!("fire {id}: result recorded");
+        // Only for the log line, on a reader so the (SQLite) writer is not held for it.
+        let fire_id = id.clone();
+        let job = state
+            .db
+            .run(false, move |conn| {
+                db::jobs::key_of_fire(conn, &fire_id).map_err(AppError::from)
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "(unknown)".into());
+        log::info!("fire {id} job {job}: result recorded");
         // A failure may have scheduled a retry.
         state.scheduler.wake();
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "fire_id": id,
-        "accepted": true,
-        "repeat": outcome == WriteBackResult::Repeat,
-        "after_cancel": outcome == WriteBackResult::AfterCancel,
-    })))
+    let response = HttpResponse::Ok().json(WriteBackAccepted {
+        fire_id: id,
+        accepted: true,
+        repeat: outcome == WriteBackResult::Repeat,
+        after_cancel: outcome == WriteBackResult::AfterCancel,
+    });
+    Ok((outcome, response))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/fires/{id}/cancel",
+    tag = "fires",
+    operation_id = "cancel_fire",
+    summary = "Cancel a fire that has not ended",
+    params(("id" = String, Path, description = "Fire id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cancelled fire", body = FireView),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such fire", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The fire already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 /// `POST /api/v1/fires/{id}/cancel`.
 pub async fn cancel(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("fire", &id)?;
-    let fire = state
+    let (fire, job) = state
         .db
-        .run(true, move |conn| {
-            cancel_fire(conn, &id, now_ms(), "cancelled by an operator")
+        .run(true, move |conn| -> AppResult<_> {
+            let fire = cancel_fire(conn, &id, now_ms(), "cancelled by an operator")?;
+            let job = db::jobs::key_of_fire(conn, &fire.id)?;
+            Ok((fire, job))
         })
         .await?;
-    log::info!(
-        "fire {} job_id {}: cancelled by an operator",
-        fire.id,
-        fire.job_id
-    );
+    let job = job.unwrap_or_else(|| "(deleted)".into());
+    log::info!("fire {} job {job}: cancelled by an operator", fire.id);
     Ok(HttpResponse::Ok().json(FireView::from(&fire)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/fires/{id}/retry",
+    tag = "fires",
+    operation_id = "retry_fire",
+    summary = "Record a new attempt of a finished fire, due now",
+    params(("id" = String, Path, description = "Fire id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "The new attempt", body = FireView),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such fire", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The fire has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 /// A new attempt of a finished fire, due now.
 pub async fn retry(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("fire", &id)?;

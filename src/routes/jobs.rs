@@ -7,7 +7,7 @@ use super::{page_bounds, parse_id, parse_json, JsonBody, Page, RawBody, State};
 use crate::auth::Admin;
 use crate::db;
 use crate::domain::JobInput;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Problem};
 use crate::lifecycle::{self, StoredJob};
 use crate::routes::views::{FireView, JobView};
 use crate::time::now_ms;
@@ -21,6 +21,24 @@ fn created(stored: &StoredJob) -> HttpResponse {
         .json(JobView::from(stored))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "create_job",
+    summary = "Create a job with its triggers",
+    request_body(content = JobInput, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names the job", body = JobView),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A job with this group and name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn create(
     _: Admin,
     state: State,
@@ -45,7 +63,8 @@ pub async fn create(
     Ok(created(&stored))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     group: Option<String>,
@@ -55,6 +74,21 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    summary = "List jobs",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of jobs", body = Page<JobView>),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let query = query.into_inner();
     let (limit, offset) = page_bounds(query.limit, query.offset)?;
@@ -92,6 +126,21 @@ pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppRe
     Ok(HttpResponse::Ok().json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    summary = "Get a job",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("job", &id)?;
     let stored = state
@@ -101,6 +150,26 @@ pub async fn get(_: Admin, state: State, id: web::Path<String>) -> AppResult<Htt
     Ok(HttpResponse::Ok().json(JobView::from(&stored)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "update_job",
+    summary = "Replace a job; pending fires of the old schedule are dropped",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    request_body(content = JobInput, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job at its new version", body = JobView),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another job has this group and name", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn update(
     _: Admin,
     state: State,
@@ -127,6 +196,22 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(JobView::from(&stored)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "delete_job",
+    summary = "Delete a job and its history",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A fire of the job is running", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn delete(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("job", &id)?;
     let job_id = id.clone();
@@ -138,6 +223,22 @@ pub async fn delete(_: Admin, state: State, id: web::Path<String>) -> AppResult<
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/pause",
+    tag = "jobs",
+    operation_id = "pause_job",
+    summary = "Pause a job (`pausing` while a fire still runs)",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The paused job", body = JobView),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Immediate jobs cannot be paused", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn pause(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("job", &id)?;
     let stored = state
@@ -147,6 +248,22 @@ pub async fn pause(_: Admin, state: State, id: web::Path<String>) -> AppResult<H
     Ok(HttpResponse::Ok().json(JobView::from(&stored)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/resume",
+    tag = "jobs",
+    operation_id = "resume_job",
+    summary = "Resume a job from now",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The active job", body = JobView),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Immediate jobs cannot be resumed", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn resume(_: Admin, state: State, id: web::Path<String>) -> AppResult<HttpResponse> {
     let id = parse_id("job", &id)?;
     let stored = state
@@ -157,13 +274,31 @@ pub async fn resume(_: Admin, state: State, id: web::Path<String>) -> AppResult<
     Ok(HttpResponse::Ok().json(JobView::from(&stored)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunNow {
     /// Replaces the job's payload for this fire only.
     payload: Option<serde_json::Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/run",
+    tag = "jobs",
+    operation_id = "run_job_now",
+    summary = "Fire a job once now, optionally with another payload",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    request_body(content = Option<RunNow>, description = "Optional; an empty body uses the job's payload", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "The recorded fire", body = FireView),
+        (status = 400, description = "Malformed input; `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (details in the server log)", body = Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn run_now(
     _: Admin,
     state: State,

@@ -7,6 +7,8 @@ mod executors;
 mod fires;
 mod health;
 mod jobs;
+mod metrics;
+pub mod openapi;
 mod views;
 
 use actix_web::dev::Payload;
@@ -19,50 +21,62 @@ use crate::state::AppState;
 
 pub use cron::next_times;
 pub use executors::{executor_labels, is_valid, ExecutorView};
-pub use views::{FireView, JobView, Page};
+pub use views::{FireView, Items, JobView, Page};
+
+/// Declares the route table once: [`ROUTES`] lists it, `mount_routes` mounts exactly
+/// it, so the OpenAPI coverage test compares the document with what is really served.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// `(method, path)` of every route the server mounts (besides the web console).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn mount_routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+route_table! {
+    get "/healthz" => health::healthz;
+    get "/readyz" => health::readyz;
+    get "/metrics" => metrics::metrics;
+    get "/api/openapi.json" => openapi::document;
+    get "/api/docs" => openapi::swagger_ui;
+    get "/api/docs/{file}" => openapi::swagger_asset;
+    post "/api/v1/jobs" => jobs::create;
+    get "/api/v1/jobs" => jobs::list;
+    get "/api/v1/jobs/{id}" => jobs::get;
+    put "/api/v1/jobs/{id}" => jobs::update;
+    delete "/api/v1/jobs/{id}" => jobs::delete;
+    post "/api/v1/jobs/{id}/pause" => jobs::pause;
+    post "/api/v1/jobs/{id}/resume" => jobs::resume;
+    post "/api/v1/jobs/{id}/run" => jobs::run_now;
+    get "/api/v1/fires" => fires::list;
+    get "/api/v1/fires/{id}" => fires::get;
+    post "/api/v1/fires/{id}/result" => fires::write_back;
+    post "/api/v1/fires/{id}/cancel" => fires::cancel;
+    get "/api/v1/cron/preview" => cron::preview;
+    get "/api/v1/executors" => executors::list;
+    post "/api/v1/executors/heartbeat" => executors::heartbeat;
+    get "/api/v1/nodes" => health::nodes;
+    post "/api/v1/fires/{id}/retry" => fires::retry;
+    get "/api/v1/jobs/{id}/plan" => calendars::plan_job;
+    get "/api/v1/plan" => calendars::plan_all;
+    post "/api/v1/groups/{group}/pause" => calendars::pause_group;
+    post "/api/v1/groups/{group}/resume" => calendars::resume_group;
+    post "/api/v1/calendars" => calendars::create;
+    get "/api/v1/calendars" => calendars::list;
+    get "/api/v1/calendars/{name}" => calendars::get;
+    put "/api/v1/calendars/{name}" => calendars::replace;
+    delete "/api/v1/calendars/{name}" => calendars::delete;
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(web::PayloadConfig::new(max_body_bytes))
         .app_data(query_config())
-        .app_data(path_config())
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .service(
-            web::scope("/api/v1")
-                .route("/jobs", web::post().to(jobs::create))
-                .route("/jobs", web::get().to(jobs::list))
-                .route("/jobs/{id}", web::get().to(jobs::get))
-                .route("/jobs/{id}", web::put().to(jobs::update))
-                .route("/jobs/{id}", web::delete().to(jobs::delete))
-                .route("/jobs/{id}/pause", web::post().to(jobs::pause))
-                .route("/jobs/{id}/resume", web::post().to(jobs::resume))
-                .route("/jobs/{id}/run", web::post().to(jobs::run_now))
-                .route("/fires", web::get().to(fires::list))
-                .route("/fires/{id}", web::get().to(fires::get))
-                .route("/fires/{id}/result", web::post().to(fires::write_back))
-                .route("/cron/preview", web::get().to(cron::preview))
-                .route("/fires/{id}/cancel", web::post().to(fires::cancel))
-                .route("/fires/{id}/retry", web::post().to(fires::retry))
-                .route("/jobs/{id}/plan", web::get().to(calendars::plan_job))
-                .route("/plan", web::get().to(calendars::plan_all))
-                .route(
-                    "/groups/{group}/pause",
-                    web::post().to(calendars::pause_group),
-                )
-                .route(
-                    "/groups/{group}/resume",
-                    web::post().to(calendars::resume_group),
-                )
-                .route("/calendars", web::post().to(calendars::create))
-                .route("/calendars", web::get().to(calendars::list))
-                .route("/calendars/{name}", web::get().to(calendars::get))
-                .route("/calendars/{name}", web::put().to(calendars::replace))
-                .route("/calendars/{name}", web::delete().to(calendars::delete))
-                .route("/executors", web::get().to(executors::list))
-                .route("/executors/heartbeat", web::post().to(executors::heartbeat))
-                .route("/nodes", web::get().to(health::nodes)),
-        )
-        .default_service(web::to(not_found));
+        .app_data(path_config());
+    mount_routes(cfg);
+    cfg.default_service(web::to(not_found));
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {

@@ -7,7 +7,7 @@ use crate::domain::{Concurrency, Mode, RetryPolicy, Routing, Target, TriggerSpec
 use crate::lifecycle::StoredJob;
 use crate::time::to_rfc3339;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
@@ -15,16 +15,24 @@ pub struct Page<T> {
     pub offset: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A list answered whole, without paging.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerView {
     pub id: String,
+    /// The trigger as it was given (instants as RFC 3339).
     #[serde(flatten)]
+    #[schema(value_type = crate::domain::TriggerInput)]
     pub spec: serde_json::Value,
     pub next_fire_at: Option<String>,
     pub fire_count: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub group: String,
@@ -46,6 +54,9 @@ pub struct JobView {
     pub on_failure: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_url: Option<String>,
+    /// Per-job retention count, when set (`0`: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_fires: Option<u32>,
     pub triggers: Vec<TriggerView>,
     pub next_fire_at: Option<String>,
     pub running: i64,
@@ -94,6 +105,7 @@ impl From<&StoredJob> for JobView {
             on_success: stored.spec.on_success.clone(),
             on_failure: stored.spec.on_failure.clone(),
             alert_url: stored.spec.alert_url.clone(),
+            keep_fires: stored.spec.keep_fires,
             triggers: stored
                 .triggers
                 .iter()
@@ -107,7 +119,7 @@ impl From<&StoredJob> for JobView {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FireView {
     pub id: String,
     pub job_id: String,

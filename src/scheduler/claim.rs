@@ -286,6 +286,10 @@ pub fn claim_due_triggers(
                 first
             };
             let plan = plan_trigger(&spec, first, window);
+            if plan.instants.iter().any(|i| i.note.is_some()) {
+                // Only misfire handling annotates a planned instant.
+                crate::metrics::misfire(crate::metrics::group_of_key(&job.key), spec.misfire);
+            }
             let fired = plan
                 .instants
                 .iter()
@@ -363,6 +367,10 @@ pub fn claim_pending_fires(
                     ..Default::default()
                 };
                 db::fires::finish(conn, &fire.id, &[FireState::Fired.as_str()], &finish)?;
+                crate::metrics::misfire(
+                    crate::metrics::group_of_key(&job.key),
+                    spec.map(|s| s.misfire).unwrap_or_default(),
+                );
                 continue;
             }
             due.push(DueFire {
@@ -416,6 +424,10 @@ pub fn take_due_for_dispatch(
                         ..Default::default()
                     };
                     db::fires::finish(conn, &due.fire.id, &[FireState::Fired.as_str()], &finish)?;
+                    crate::metrics::misfire(
+                        crate::metrics::group_of_key(&due.job.key),
+                        spec.map(|s| s.misfire).unwrap_or_default(),
+                    );
                     continue;
                 }
             }

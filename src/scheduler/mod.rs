@@ -213,6 +213,7 @@ async fn claim_loop(
             catch_up_max: settings.catch_up_max,
         };
         let node_for_round = node.clone();
+        let round_started = std::time::Instant::now();
         let round = db
             .run(
                 true,
@@ -228,6 +229,7 @@ async fn claim_loop(
             .await;
         let more = match round {
             Ok((due, more)) => {
+                crate::metrics::claim_round(round_started, due.len());
                 handle.database_ok.store(true, Ordering::Relaxed);
                 handle.last_round_at.store(now_ms(), Ordering::Relaxed);
                 backoff_ms = 100;

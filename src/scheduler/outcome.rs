@@ -17,6 +17,8 @@ pub struct Ended {
     /// False when another writer ended the fire first.
     pub changed: bool,
     pub retry: Option<FireRow>,
+    /// The job's group, for metrics (set when `changed`).
+    pub group: String,
 }
 
 /// Moves `fire` from one of `from` to `finish.state`; schedules a retry at its backoff
@@ -27,10 +29,10 @@ pub fn end_fire(
     from: &[&str],
     finish: &Finish,
 ) -> Result<Ended, AppError> {
-    conn.transaction(|conn| {
+    let ended = conn.transaction(|conn| {
         let changed = db::fires::finish(conn, &fire.id, from, finish)? == 1;
         if !changed {
-            return Ok(Ended::default());
+            return Ok::<_, AppError>(Ended::default());
         }
         let state = FireState::parse(finish.state).unwrap_or(FireState::Failed);
         let retry = if state.is_retryable_failure() {
@@ -43,8 +45,17 @@ pub fn end_fire(
         if fire.shard_index == 0 && (state == FireState::Succeeded || failed_for_good) {
             follow_up(conn, fire, state, finish)?;
         }
-        Ok(Ended { changed, retry })
-    })
+        let group = db::jobs::group_of(conn, &fire.job_id)?.unwrap_or_default();
+        Ok(Ended {
+            changed,
+            retry,
+            group,
+        })
+    })?;
+    // Counted once the change took (on SQLite the group commit may still be pending:
+    // a failed group commit would leave the count one ahead).
+    crate::metrics::fire_ended(&ended, finish.state);
+    Ok(ended)
 }
 
 /// The global alert URL, stored by each node at start (`alert_url` setting).
@@ -290,7 +301,13 @@ pub fn cancel_fire(
                 fire.state
             )));
         }
-        db::fires::find(conn, fire_id)?
-            .ok_or_else(|| AppError::NotFound(format!("no fire with id {fire_id}")))
+        let group = db::jobs::group_of(conn, &fire.job_id)?.unwrap_or_default();
+        let fire = db::fires::find(conn, fire_id)?
+            .ok_or_else(|| AppError::NotFound(format!("no fire with id {fire_id}")))?;
+        Ok((fire, group))
+    })
+    .map(|(fire, group)| {
+        crate::metrics::fire_finished(&group, FireState::Cancelled.as_str());
+        fire
     })
 }
