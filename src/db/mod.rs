@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod calendars;
+pub mod console;
 pub mod executors;
 pub mod fires;
 pub mod group_commit;

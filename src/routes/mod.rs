@@ -62,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .route("/executors/heartbeat", web::post().to(executors::heartbeat))
                 .route("/nodes", web::get().to(health::nodes)),
         )
+        .configure(crate::ui::configure)
         .default_service(web::to(not_found));
 }
 

@@ -1,0 +1,3 @@
+DROP TABLE console_login_failures;
+DROP TABLE console_sessions;
+DROP TABLE console_users;
