@@ -476,6 +476,23 @@ async fn browser(driver: &Driver) -> Client {
         .expect("a Chromium session")
 }
 
+/// Sizes the window so the page itself (the viewport) is `width`×`height`.
+async fn set_viewport(client: &Client, width: u32, height: u32) {
+    client.set_window_size(width, height).await.expect("resize");
+    let chrome = client
+        .execute(
+            "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+            vec![],
+        )
+        .await
+        .expect("window size");
+    let extra = |i: usize| chrome[i].as_u64().unwrap_or(0) as u32;
+    client
+        .set_window_size(width + extra(0), height + extra(1))
+        .await
+        .expect("resize");
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write png");
@@ -580,6 +597,7 @@ async fn console_in_headless_chromium_with_a_real_executor() {
 async fn run_console(client: &Client, app: &TestApp) {
     // Log in: a wrong password is refused, the right one opens the dashboard.
     client.goto(&app.url("/jobs")).await.expect("goto");
+    set_viewport(client, 1280, 800).await;
     wait_js(
         client,
         "the login form",
@@ -679,6 +697,7 @@ async fn run_console(client: &Client, app: &TestApp) {
     .await;
     let (_, jobs) = app.get("/api/v1/jobs").await;
     assert_eq!(jobs["total"], 0, "nothing was created: {jobs}");
+    screenshot(client, "job-form-error").await;
 
     fill(client, "#f-cron", "* * * * * ?").await;
     wait_js(
@@ -905,7 +924,7 @@ async fn run_console(client: &Client, app: &TestApp) {
     screenshot(client, "dashboard").await;
 
     // A phone-width screen: still readable (no horizontal scrolling of the page).
-    client.set_window_size(390, 844).await.expect("resize");
+    set_viewport(client, 390, 844).await;
     client.goto(&app.url("/jobs")).await.expect("goto");
     wait_js(
         client,
@@ -925,5 +944,4 @@ async fn run_console(client: &Client, app: &TestApp) {
         "page wider than the phone screen by {overflow}"
     );
     screenshot(client, "jobs-phone").await;
-    client.set_window_size(1280, 800).await.expect("resize");
 }

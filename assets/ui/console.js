@@ -179,6 +179,13 @@
     const active = document.activeElement;
     const focusKey = active && tbody.contains(active) ? active.dataset.key : null;
     tbody.replaceChildren(...rows);
+    // Column names on each cell, for the stacked phone layout (console.css).
+    const headings = Array.from(tbody.closest('table').querySelectorAll('thead th')).map((th) => th.textContent);
+    for (const row of rows) {
+      Array.from(row.children).forEach((cell, i) => {
+        if (headings[i]) cell.dataset.label = headings[i];
+      });
+    }
     if (focusKey) {
       const again = tbody.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
       if (again) again.focus();
@@ -434,10 +441,12 @@
         if (seq !== previewSeq) return;
         slot.hidden = true;
         input.removeAttribute('aria-invalid');
+        $('#cron-preview').hidden = false;
         $('#cron-explanation').textContent = result.explanation;
         $('#cron-next').replaceChildren(...result.next.map((t) => el('li', {}, timeNode(t), ` (${t})`)));
       } catch (error) {
         if (seq !== previewSeq) return;
+        $('#cron-preview').hidden = true;
         $('#cron-explanation').textContent = '';
         $('#cron-next').replaceChildren();
         const message = error.message.replace(/^(expression|time_zone): /, '');
@@ -635,7 +644,7 @@
         fact(facts, 'Payload', el('code', { text: JSON.stringify(job.payload) }));
         fact(facts, 'Version', job.version);
         fact(facts, 'Next fire', timeNode(job.next_fire_at));
-        $('#triggers-table tbody').replaceChildren(...job.triggers.map((t) => el('tr', {},
+        replaceRows($('#triggers-table tbody'), job.triggers.map((t) => el('tr', {},
           el('td', { text: t.kind }),
           el('td', { text: scheduleText(t) }),
           el('td', { text: t.misfire || 'fire_now' }),
@@ -759,7 +768,7 @@
       const at = new Date(f.scheduled_at).getTime();
       const params = new URLSearchParams({ job_id: f.job_id, from: new Date(at).toISOString(), until: new Date(at + 1).toISOString(), limit: '100' });
       const attempts = await api('GET', `/api/v1/fires?${params}`);
-      $('#attempts-table tbody').replaceChildren(...attempts.items.sort((a, b) => a.attempt - b.attempt).map((a) => el('tr', { class: a.id === f.id ? 'current' : '' },
+      replaceRows($('#attempts-table tbody'), attempts.items.sort((a, b) => a.attempt - b.attempt).map((a) => el('tr', { class: a.id === f.id ? 'current' : '' },
         el('td', {}, el('a', { href: `/executions/${a.id}`, text: String(a.attempt) })),
         el('td', {}, badge(a.state)),
         el('td', { text: a.executor || '–' }),
@@ -787,7 +796,7 @@
   function sparkline(samples, max, label) {
     const w = 240;
     const h = 40;
-    const points = samples.map((v, i) => `${(i / Math.max(1, HISTORY - 1)) * w},${h - (Math.min(v, max) / Math.max(max, 1)) * (h - 2) - 1}`).join(' ');
+    const points = samples.map((v, i) => `${(i / Math.max(1, samples.length - 1)) * w},${h - (Math.min(v, max) / Math.max(max, 1)) * (h - 2) - 1}`).join(' ');
     return svg('svg', { viewBox: `0 0 ${w} ${h}`, class: 'spark', role: 'img', 'aria-label': label },
       svg('title', {}, label),
       svg('polyline', { points, fill: 'none', stroke: 'currentColor', 'stroke-width': 1.5 }));
