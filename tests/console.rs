@@ -778,29 +778,12 @@ async fn run_console(client: &Client, app: &TestApp) {
         "resume is disabled while the job is active"
     );
     screenshot(client, "jobs").await;
-    client
-        .find(Locator::Css(&format!("{row} button[data-action=pause]")))
-        .await
-        .expect("pause button")
-        .click()
-        .await
-        .expect("click pause");
-    wait_js(
+    click_and_confirm(
         client,
-        "the confirmation dialog",
-        "document.querySelector('#confirm-dialog').open",
+        &format!("{row} button[data-action=pause]"),
+        "browser-export",
     )
     .await;
-    assert!(text_of(client, "#confirm-text")
-        .await
-        .contains("browser-export"));
-    client
-        .find(Locator::Css("#confirm-ok"))
-        .await
-        .expect("confirm")
-        .click()
-        .await
-        .expect("click confirm");
     let state = wait_js(
         client,
         "the paused badge",
@@ -841,6 +824,63 @@ async fn run_console(client: &Client, app: &TestApp) {
         200,
         "reads need no token"
     );
+
+    // Run now works on the paused job: one fire outside the schedule.
+    client.goto(&app.url("/jobs")).await.expect("goto");
+    wait_js(
+        client,
+        "the job row",
+        &format!("document.querySelector(\"{row} button[data-action=run]\")"),
+    )
+    .await;
+    click_and_confirm(
+        client,
+        &format!("{row} button[data-action=run]"),
+        "browser-export",
+    )
+    .await;
+    wait_js(
+        client,
+        "the run-now flash",
+        "document.querySelector('#flash').textContent.includes('a fire was started')",
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let fires = app.fires_of(&job_id).await;
+        if fires
+            .iter()
+            .any(|f| f["trigger_id"].is_null() && f["state"] == "succeeded")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the run-now fire never succeeded: {fires:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Edit: the form loads the job, a change saves as a new version.
+    client
+        .goto(&app.url(&format!("/jobs/{job_id}/edit")))
+        .await
+        .expect("goto");
+    wait_js(client, "the loaded job", "document.querySelector('#f-name').value === 'browser-export' && document.querySelector('#f-app').value === 'reports'").await;
+    fill(client, "#f-description", "exports for ACME").await;
+    client
+        .find(Locator::Css("#save-job"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("click");
+    wait_js(client, "the job detail page", "document.body.dataset.page === 'job-detail' && document.querySelector('#job-facts')?.textContent.includes('exports for ACME')").await;
+    let (_, edited) = app.get(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(edited["version"], 2, "{edited}");
+    assert_eq!(edited["description"], "exports for ACME");
+    assert_eq!(edited["state"], "paused", "an edit keeps the job paused");
+    assert_eq!(edited["payload"], json!({ "customer": "ACME" }));
 
     // Executions: the fires with their outcomes; one fire's detail with its output.
     client.goto(&app.url("/executions")).await.expect("goto");
@@ -944,4 +984,57 @@ async fn run_console(client: &Client, app: &TestApp) {
         "page wider than the phone screen by {overflow}"
     );
     screenshot(client, "jobs-phone").await;
+
+    // Delete, from the job's page, through the confirmation step.
+    set_viewport(client, 1280, 800).await;
+    client
+        .goto(&app.url(&format!("/jobs/{job_id}")))
+        .await
+        .expect("goto");
+    wait_js(
+        client,
+        "the delete button",
+        "document.querySelector('#job-actions button[data-action=delete]:not([disabled])')",
+    )
+    .await;
+    click_and_confirm(
+        client,
+        "#job-actions button[data-action=delete]",
+        "cannot be undone",
+    )
+    .await;
+    wait_js(
+        client,
+        "the jobs list",
+        "document.body.dataset.page === 'jobs'",
+    )
+    .await;
+    let (status, _) = app.get(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(status, 404, "the job is gone");
+}
+
+/// Clicks an action button, checks the confirmation dialog's text, confirms.
+async fn click_and_confirm(client: &Client, button: &str, expected_text: &str) {
+    client
+        .find(Locator::Css(button))
+        .await
+        .unwrap_or_else(|e| panic!("{button}: {e}"))
+        .click()
+        .await
+        .expect("click");
+    wait_js(
+        client,
+        "the confirmation dialog",
+        "document.querySelector('#confirm-dialog').open",
+    )
+    .await;
+    let text = text_of(client, "#confirm-text").await;
+    assert!(text.contains(expected_text), "{text}");
+    client
+        .find(Locator::Css("#confirm-ok"))
+        .await
+        .expect("confirm")
+        .click()
+        .await
+        .expect("click confirm");
 }

@@ -9,7 +9,7 @@ use super::html::{login_page, page_response};
 use super::session::{self, require_csrf_field, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::auth::{burn_password_check, generate_secret, verify_password};
 use crate::db;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::routes::State;
 use crate::time::now_ms;
 
@@ -53,9 +53,17 @@ pub struct LoginForm {
 }
 
 enum Outcome {
-    LoggedIn { user_id: String },
-    Refused,
-    Limited { retry_after_s: i64 },
+    LoggedIn {
+        user_id: String,
+    },
+    /// `known`: the user name exists (only then is it logged: an unknown "name" may be
+    /// a password typed into the wrong field).
+    Refused {
+        known: bool,
+    },
+    Limited {
+        retry_after_s: i64,
+    },
 }
 
 pub async fn submit(
@@ -68,12 +76,15 @@ pub async fn submit(
         .cookie(LOGIN_CSRF_COOKIE)
         .map(|c| c.value().to_string())
         .unwrap_or_default();
-    if expected.is_empty() {
-        return Err(AppError::Forbidden(
-            "the login form's CSRF cookie is missing: load /login and try again".into(),
+    // A stale or forged form: refused (403), with a fresh form to try again.
+    if expected.is_empty() || require_csrf_field(form.csrf_token.as_deref(), &expected).is_err() {
+        return Ok(login_form(
+            &req,
+            StatusCode::FORBIDDEN,
+            form.username.trim(),
+            Some("The login form expired or did not come from this site. Please try again."),
         ));
     }
-    require_csrf_field(form.csrf_token.as_deref(), &expected)?;
     let username = form.username.trim().to_string();
     // The peer address, not X-Forwarded-For: a header the client writes cannot buy retries.
     let address = req
@@ -100,6 +111,7 @@ pub async fn submit(
                     false
                 }
             };
+            let known = user.is_some();
             match user.filter(|_| ok) {
                 Some(user) => {
                     db::console::clear_login_failures(conn, &key, now - FAILURE_WINDOW_MS)?;
@@ -107,7 +119,7 @@ pub async fn submit(
                 }
                 None => {
                     db::console::record_login_failure(conn, &key, now)?;
-                    Ok(Outcome::Refused)
+                    Ok(Outcome::Refused { known })
                 }
             }
         })
@@ -122,8 +134,12 @@ pub async fn submit(
             let _ = response.add_cookie(&session::expired_cookie(&req, LOGIN_CSRF_COOKIE));
             Ok(response)
         }
-        Outcome::Refused => {
-            log::warn!("console: failed login for {username:?}");
+        Outcome::Refused { known } => {
+            if known {
+                log::warn!("console: failed login for {username:?}");
+            } else {
+                log::warn!("console: failed login for an unknown user name");
+            }
             Ok(login_form(
                 &req,
                 StatusCode::UNAUTHORIZED,
@@ -132,7 +148,10 @@ pub async fn submit(
             ))
         }
         Outcome::Limited { retry_after_s } => {
-            log::warn!("console: login for {username:?} rate limited");
+            log::warn!(
+                "console: login rate limited ({MAX_FAILURES} failures within {} minutes)",
+                FAILURE_WINDOW_MS / 60_000
+            );
             let mut response = login_form(
                 &req,
                 StatusCode::TOO_MANY_REQUESTS,
