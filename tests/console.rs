@@ -408,6 +408,83 @@ async fn first_start_creates_admin_with_a_generated_password_and_the_setting_rep
     assert!(!cronhook::auth::verify_password(&generated, &hash));
 }
 
+#[actix_web::test]
+async fn dashboard_figures_count_the_last_hour_of_real_fires() {
+    let dir = temp_dir();
+    let app = spawn_app_with(console_settings(dir.path()));
+    let hook = Webhook::start();
+    let sync_job = |name: &str, url: String| {
+        json!({
+            "name": name,
+            "target": { "url": url },
+            "mode": "sync",
+            "triggers": [{ "kind": "immediate" }],
+        })
+    };
+    let ok = app.create_job(sync_job("answers", hook.url())).await;
+    // Nothing listens on port 9 (discard): the dispatch fails.
+    let broken = app
+        .create_job(sync_job("broken", "http://127.0.0.1:9/hook".into()))
+        .await;
+    for job in [&ok, &broken] {
+        let id = job["id"].as_str().expect("id");
+        app.wait_fires(id, "a finished fire", |fires| {
+            fires
+                .iter()
+                .any(|f| f["state"] == "succeeded" || f["state"] == "failed")
+        })
+        .await;
+    }
+
+    // The console reads it with its session; a bearer token reads it too.
+    let mut visitor = Visitor::default();
+    assert_eq!(visitor.log_in(&app, "admin", PASSWORD).await.status, 303);
+    let answer = visitor
+        .send("GET", &app.url("/ui/api/dashboard"), &[], None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let d = answer.json();
+    assert_eq!(d["fires_by_state"]["succeeded"], 1, "{d}");
+    assert_eq!(d["fires_by_state"]["failed"], 1, "{d}");
+    assert_eq!(d["success_rate"], 50.0, "{d}");
+    assert_eq!(d["jobs_by_state"]["active"], 2, "{d}");
+    assert_eq!(d["failing_jobs"][0]["job"], "default/broken", "{d}");
+    assert_eq!(d["failing_jobs"][0]["failures"], 1, "{d}");
+    assert!(
+        !d["failing_jobs"][0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{d}"
+    );
+    assert_eq!(d["failing_jobs"].as_array().map(Vec::len), Some(1), "{d}");
+    assert!(d["lag_p50_ms"].as_i64().is_some(), "{d}");
+    assert!(d["lag_p99_ms"].as_i64() >= d["lag_p50_ms"].as_i64(), "{d}");
+    let buckets = d["buckets"].as_array().cloned().unwrap_or_default();
+    assert!(
+        (12..=13).contains(&buckets.len()),
+        "5-minute buckets over an hour: {d}"
+    );
+    let charted: i64 = buckets
+        .iter()
+        .flat_map(|b| b["outcomes"].as_object().cloned().unwrap_or_default())
+        .map(|(_, n)| n.as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(charted, 2, "{d}");
+    assert_eq!(d["nodes"].as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(d["nodes"][0]["alive"], true, "{d}");
+    assert_eq!(d["executors_valid"], 0);
+
+    let (status, _) = app.get("/ui/api/dashboard").await;
+    assert_eq!(status, 200);
+    let anonymous = Visitor::default()
+        .send("GET", &app.url("/ui/api/dashboard"), &[], None)
+        .await;
+    assert_eq!(anonymous.status, 401);
+    hook.stop().await;
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Real Chromium
 // ---------------------------------------------------------------------------

@@ -911,7 +911,7 @@
       if (!Object.keys(d.jobs_by_state).length) $('#jobs-by-state').replaceChildren(el('dd', { class: 'muted', text: 'no jobs yet' }));
       $('#success-rate').textContent = d.success_rate === null ? '–' : `${d.success_rate} %`;
       const total = Object.values(d.fires_by_state).reduce((a, c) => a + c, 0);
-      $('#fire-totals').textContent = `${total} fire(s) in the last hour`;
+      $('#fire-totals').textContent = `${total} fire(s) in the last hour${d.sampled ? ' (charts: the most recent 20 000)' : ''}`;
       statList($('#executor-validity'), [['valid', d.executors_valid], ['invalid', d.executors_invalid]]);
       $('#nodes').replaceChildren(...d.nodes.map((n) => el('li', {}, badge(n.alive ? 'alive' : 'dead'), ` ${n.hostname} `, el('span', { class: 'muted', text: `(${n.id.slice(0, 8)}, heartbeat ${relative(n.last_heartbeat_at)})` }))));
       $('#chart-outcomes').replaceChildren(barChart(d.buckets));

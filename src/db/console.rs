@@ -142,12 +142,17 @@ pub struct RecentFire {
     pub error: Option<String>,
 }
 
-/// Fires recorded since `since`, oldest first.
-pub fn fires_since(conn: &mut DbConnection, since: i64) -> QueryResult<Vec<RecentFire>> {
+/// The most recent `limit` fires recorded since `since`, newest first.
+pub fn fires_since(
+    conn: &mut DbConnection,
+    since: i64,
+    limit: i64,
+) -> QueryResult<Vec<RecentFire>> {
     use super::schema::fires;
     fires::table
         .filter(fires::fired_at.ge(since))
-        .order(fires::fired_at.asc())
+        .order(fires::fired_at.desc())
+        .limit(limit)
         .select((
             fires::job_id,
             fires::state,
@@ -157,6 +162,52 @@ pub fn fires_since(conn: &mut DbConnection, since: i64) -> QueryResult<Vec<Recen
             fires::error,
         ))
         .load(conn)
+}
+
+/// Exact fire counts per state since `since`.
+pub fn fire_counts_since(conn: &mut DbConnection, since: i64) -> QueryResult<Vec<(String, i64)>> {
+    use super::schema::fires;
+    use diesel::dsl::count_star;
+    fires::table
+        .filter(fires::fired_at.ge(since))
+        .group_by(fires::state)
+        .select((fires::state, count_star()))
+        .load(conn)
+}
+
+/// Jobs with fires in one of `states` since `since`, with how many.
+pub fn failures_by_job_since(
+    conn: &mut DbConnection,
+    since: i64,
+    states: &[&str],
+) -> QueryResult<Vec<(String, i64)>> {
+    use super::schema::fires;
+    use diesel::dsl::count_star;
+    fires::table
+        .filter(fires::fired_at.ge(since))
+        .filter(fires::state.eq_any(states))
+        .group_by(fires::job_id)
+        .select((fires::job_id, count_star()))
+        .load(conn)
+}
+
+/// The error of a job's latest fire in one of `states` since `since`.
+pub fn last_error(
+    conn: &mut DbConnection,
+    job_id: &str,
+    since: i64,
+    states: &[&str],
+) -> QueryResult<Option<String>> {
+    use super::schema::fires;
+    fires::table
+        .filter(fires::job_id.eq(job_id))
+        .filter(fires::fired_at.ge(since))
+        .filter(fires::state.eq_any(states))
+        .order(fires::fired_at.desc())
+        .select(fires::error)
+        .first::<Option<String>>(conn)
+        .optional()
+        .map(Option::flatten)
 }
 
 /// Job counts per stored state (`active`, `paused`).

@@ -10,7 +10,7 @@ use super::html::layout;
 use super::logged_in;
 use crate::auth::Admin;
 use crate::db;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::routes::{is_valid, State};
 use crate::time::{now_ms, to_rfc3339};
 
@@ -41,6 +41,10 @@ pub async fn page(req: HttpRequest) -> AppResult<HttpResponse> {
 /// Width of one chart bucket.
 const BUCKET_MS: i64 = 5 * 60 * 1000;
 const WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Most recent fires of the hour the charts are drawn from.
+const CHART_SAMPLE: i64 = 20_000;
+/// Failing jobs listed, most failures first.
+const FAILING_SHOWN: usize = 10;
 
 #[derive(Debug, Serialize)]
 struct Bucket {
@@ -68,6 +72,8 @@ struct Dashboard {
     lag_p50_ms: Option<i64>,
     lag_p99_ms: Option<i64>,
     buckets: Vec<Bucket>,
+    /// True when the charts show only the most recent CHART_SAMPLE fires of the hour.
+    sampled: bool,
     failing_jobs: Vec<FailingJob>,
     executors_valid: i64,
     executors_invalid: i64,
@@ -102,29 +108,27 @@ pub async fn data(_: Admin, state: State) -> AppResult<HttpResponse> {
                 *jobs_by_state.entry("paused".into()).or_default() -= pausing;
                 jobs_by_state.insert("pausing".into(), pausing);
             }
-            let fires = db::console::fires_since(conn, since)?;
+            // Exact totals from SQL; the charts use the most recent fires only, so a
+            // busy hour does not load every row into memory.
+            let fires_by_state: BTreeMap<String, i64> =
+                db::console::fire_counts_since(conn, since)?
+                    .into_iter()
+                    .collect();
+            let fires = db::console::fires_since(conn, since, CHART_SAMPLE)?;
+            let sampled = fires.len() as i64 == CHART_SAMPLE;
             let first_bucket = since - since.rem_euclid(BUCKET_MS);
             let bucket_count = ((now - first_bucket) / BUCKET_MS + 1) as usize;
             let mut outcomes = vec![BTreeMap::<String, i64>::new(); bucket_count];
             let mut lags = vec![Vec::<i64>::new(); bucket_count];
             let mut all_lags = Vec::new();
-            let mut fires_by_state = BTreeMap::<String, i64>::new();
-            let mut failing: HashMap<String, (i64, Option<String>)> = HashMap::new();
             for fire in &fires {
                 let index = ((fire.fired_at - first_bucket) / BUCKET_MS).max(0) as usize;
                 let index = index.min(bucket_count - 1);
                 *outcomes[index].entry(fire.state.clone()).or_default() += 1;
-                *fires_by_state.entry(fire.state.clone()).or_default() += 1;
                 if let Some(dispatched) = fire.dispatched_at {
                     let lag = (dispatched - fire.due_at).max(0);
                     lags[index].push(lag);
                     all_lags.push(lag);
-                }
-                if FAILED.contains(&fire.state.as_str()) {
-                    let entry = failing.entry(fire.job_id.clone()).or_default();
-                    entry.0 += 1;
-                    // Oldest first, so the last one seen is the latest error.
-                    entry.1 = fire.error.clone();
                 }
             }
             all_lags.sort_unstable();
@@ -146,24 +150,26 @@ pub async fn data(_: Admin, state: State) -> AppResult<HttpResponse> {
             let succeeded = fires_by_state.get("succeeded").copied().unwrap_or(0);
             let success_rate = (finished > 0)
                 .then(|| (succeeded as f64 * 1000.0 / finished as f64).round() / 10.0);
-            let ids: Vec<String> = failing.keys().cloned().collect();
+            let mut failing = db::console::failures_by_job_since(conn, since, FAILED)?;
+            failing.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            failing.truncate(FAILING_SHOWN);
+            let ids: Vec<String> = failing.iter().map(|(id, _)| id.clone()).collect();
             let names: HashMap<String, String> = db::jobs::find_many(conn, &ids)?
                 .into_iter()
                 .map(|j| (j.id, format!("{}/{}", j.group_name, j.name)))
                 .collect();
-            let mut failing_jobs: Vec<FailingJob> = failing
-                .into_iter()
-                .map(|(job_id, (failures, last_error))| FailingJob {
+            let mut failing_jobs = Vec::with_capacity(failing.len());
+            for (job_id, failures) in failing {
+                failing_jobs.push(FailingJob {
                     job: names
                         .get(&job_id)
                         .cloned()
                         .unwrap_or_else(|| job_id.clone()),
+                    last_error: db::console::last_error(conn, &job_id, since, FAILED)?,
                     job_id,
                     failures,
-                    last_error,
-                })
-                .collect();
-            failing_jobs.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.job.cmp(&b.job)));
+                });
+            }
             let executors = db::executors::list(conn, None)?;
             let executors_valid = executors
                 .iter()
@@ -188,14 +194,14 @@ pub async fn data(_: Admin, state: State) -> AppResult<HttpResponse> {
                 lag_p50_ms: percentile(&all_lags, 50.0),
                 lag_p99_ms: percentile(&all_lags, 99.0),
                 buckets,
+                sampled,
                 failing_jobs,
                 executors_valid,
                 executors_invalid: executors.len() as i64 - executors_valid,
                 nodes,
             })
         })
-        .await
-        .map_err(|e: AppError| e)?;
+        .await?;
     Ok(HttpResponse::Ok().json(dashboard))
 }
 
