@@ -655,6 +655,17 @@ async fn console_in_headless_chromium_with_a_real_executor() {
                 )))
             }),
         )
+        .handler(
+            "hold",
+            // Runs until an operator cancels it (or 60 s pass).
+            handler_fn(|ctx| async move {
+                tokio::select! {
+                    _ = ctx.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+                Ok::<_, JobError>(Output::text("stopped"))
+            }),
+        )
         .build()
         .expect("executor builds");
     let _served = executor.serve("127.0.0.1:0").expect("executor serves");
@@ -1039,6 +1050,46 @@ async fn run_console(client: &Client, app: &TestApp) {
     .await;
     assert_eq!(text_of(client, "#success-rate").await, "100 %");
     screenshot(client, "dashboard").await;
+
+    // Cancel a running fire from its detail page.
+    let held = app
+        .create_job(json!({
+            "name": "held-export",
+            "target": { "app": "reports", "handler": "hold" },
+            "triggers": [{ "kind": "immediate" }],
+        }))
+        .await;
+    let held_id = held["id"].as_str().expect("id").to_string();
+    let running = app
+        .wait_fires(&held_id, "a running fire", |fires| {
+            fires.iter().any(|f| f["state"] == "running")
+        })
+        .await;
+    let fire_id = running
+        .iter()
+        .find(|f| f["state"] == "running")
+        .and_then(|f| f["id"].as_str())
+        .expect("fire id")
+        .to_string();
+    client
+        .goto(&app.url(&format!("/executions/{fire_id}")))
+        .await
+        .expect("goto");
+    wait_js(
+        client,
+        "an enabled cancel button",
+        "document.querySelector('#fire-state')?.textContent === 'running' && !document.querySelector('#fire-cancel').disabled",
+    )
+    .await;
+    click_and_confirm(client, "#fire-cancel", "Cancel this fire").await;
+    wait_js(
+        client,
+        "the cancelled badge",
+        "document.querySelector('#fire-state')?.textContent === 'cancelled' && document.querySelector('#fire-cancel').disabled",
+    )
+    .await;
+    assert!(text_of(client, "#fire-retry").await == "Retry");
+    assert_eq!(app.fire(&fire_id).await["state"], "cancelled");
 
     // A phone-width screen: still readable (no horizontal scrolling of the page).
     set_viewport(client, 390, 844).await;
