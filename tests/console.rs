@@ -1045,11 +1045,16 @@ async fn run_console(client: &Client, app: &TestApp) {
     wait_js(
         client,
         "the dashboard figures",
-        "document.querySelector('#success-rate').textContent.endsWith('%') && document.querySelectorAll('#chart-outcomes rect').length > 0 && document.querySelector('#chart-lag polyline')",
+        "document.querySelector('#success-rate').textContent.endsWith('%') && document.querySelectorAll('#chart-outcomes rect').length > 0 && document.querySelector('#chart-lag .line-p50 circle')",
     )
     .await;
     assert_eq!(text_of(client, "#success-rate").await, "100 %");
     screenshot(client, "dashboard").await;
+    client
+        .execute("document.querySelector('#h-lag').scrollIntoView();", vec![])
+        .await
+        .expect("scroll");
+    screenshot(client, "dashboard-charts").await;
 
     // Cancel a running fire from its detail page.
     let held = app

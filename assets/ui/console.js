@@ -743,6 +743,7 @@
       const open = OPEN_STATES.includes(f.state);
       cancel.disabled = !open;
       cancel.title = open ? '' : `a ${f.state} fire cannot be cancelled (only fired or running ones)`;
+      $('#cancel-reason').textContent = open ? '' : `Cancel: ${cancel.title}`;
       const facts = $('#fire-facts');
       facts.replaceChildren();
       fact(facts, 'Job', job ? el('a', { href: `/jobs/${job.id}`, text: jobName }) : jobName);
@@ -755,7 +756,8 @@
       $('#fire-timeline').replaceChildren(
         ...[['scheduled', f.scheduled_at], ['due', f.due_at], ['recorded (fired)', f.fired_at], ['dispatched', f.dispatched_at],
           ['acknowledged', f.acked_at], ['finished', f.finished_at]]
-          .map(([label, iso]) => el('li', { class: iso ? 'done' : 'pending' }, el('span', { class: 'step', text: label }), ' ', timeNode(iso))),
+          .map(([label, iso]) => el('li', { class: iso ? 'done' : 'pending' }, el('span', { class: 'step', text: label }), ' ', timeNode(iso),
+            iso && label !== 'scheduled' ? el('span', { class: 'muted', text: ` (+${formatDuration(new Date(iso).getTime() - new Date(f.scheduled_at).getTime())})` }) : null)),
       );
       // A fire stores a payload only when run-now overrode it; otherwise it carried the job's.
       $('#fire-payload').textContent = f.payload !== null && f.payload !== undefined
@@ -854,8 +856,12 @@
     dl.replaceChildren(...entries.flatMap(([k, v]) => [el('dt', {}, badge(k)), el('dd', { text: String(v) })]));
   }
 
-  function barChart(buckets) {
-    const w = 600;
+  /** Chart width in SVG units = the container's pixels, so text keeps its size. */
+  function chartWidth(container) {
+    return Math.max(320, Math.round(container.clientWidth || 600));
+  }
+
+  function barChart(buckets, w) {
     const h = 180;
     const left = 28;
     const totals = buckets.map((b) => Object.values(b.outcomes).reduce((a, c) => a + c, 0));
@@ -883,25 +889,29 @@
       bars);
   }
 
-  function lagChart(buckets) {
-    const w = 600;
+  function lagChart(buckets, w) {
     const h = 160;
     const left = 48;
     const values = buckets.flatMap((b) => [b.lag_p50_ms, b.lag_p99_ms]).filter((v) => v !== null && v !== undefined);
     const max = Math.max(1, ...values);
     const x = (i) => left + (i / Math.max(1, buckets.length - 1)) * (w - left - 4);
-    const y = (v) => h - 20 - (v / max) * (h - 30);
+    // The top 24 units hold the legend.
+    const y = (v) => h - 20 - (v / max) * (h - 46);
+    // A line through the buckets that have fires, with a dot on each (one bucket is a dot).
     const line = (key, cls) => {
-      const points = buckets.map((b, i) => (b[key] === null || b[key] === undefined ? null : `${x(i)},${y(b[key])}`)).filter(Boolean);
-      return points.length ? svg('polyline', { points: points.join(' '), class: cls, fill: 'none' }) : null;
+      const at = buckets.map((b, i) => [i, b[key]]).filter(([, v]) => v !== null && v !== undefined);
+      if (!at.length) return null;
+      return svg('g', { class: cls },
+        svg('polyline', { points: at.map(([i, v]) => `${x(i)},${y(v)}`).join(' '), fill: 'none' }),
+        at.map(([i, v]) => svg('circle', { cx: x(i), cy: y(v), r: 3.5 }, svg('title', {}, `${formatTime(buckets[i].start)}: ${key.includes('p99') ? 'p99' : 'p50'} ${formatDuration(v)}`))));
     };
     return svg('svg', { viewBox: `0 0 ${w} ${h}`, role: 'img', 'aria-label': `firing lag p50 and p99 per 5 minutes, at most ${formatDuration(max)}` },
-      svg('text', { x: 0, y: 12, class: 'axis' }, formatDuration(max)),
+      svg('text', { x: 0, y: h - 20 - (h - 46) + 4, class: 'axis' }, formatDuration(max)),
       svg('text', { x: 0, y: h - 20, class: 'axis' }, '0'),
       svg('line', { x1: left, y1: h - 20, x2: w, y2: h - 20, class: 'axis-line' }),
       line('lag_p99_ms', 'line-p99'), line('lag_p50_ms', 'line-p50'),
-      svg('text', { x: w - 120, y: 14, class: 'axis line-p50-text' }, '— p50'),
-      svg('text', { x: w - 60, y: 14, class: 'axis line-p99-text' }, '— p99'));
+      svg('text', { x: left + 60, y: 12, class: 'axis line-p50-text' }, '● p50'),
+      svg('text', { x: left + 110, y: 12, class: 'axis line-p99-text' }, '● p99'));
   }
 
   async function dashboardPage() {
@@ -914,11 +924,11 @@
       $('#fire-totals').textContent = `${total} fire(s) in the last hour${d.sampled ? ' (charts: the most recent 20 000)' : ''}`;
       statList($('#executor-validity'), [['valid', d.executors_valid], ['invalid', d.executors_invalid]]);
       $('#nodes').replaceChildren(...d.nodes.map((n) => el('li', {}, badge(n.alive ? 'alive' : 'dead'), ` ${n.hostname} `, el('span', { class: 'muted', text: `(${n.id.slice(0, 8)}, heartbeat ${relative(n.last_heartbeat_at)})` }))));
-      $('#chart-outcomes').replaceChildren(barChart(d.buckets));
+      $('#chart-outcomes').replaceChildren(barChart(d.buckets, chartWidth($('#chart-outcomes'))));
       const present = OUTCOME_ORDER.filter((s) => d.fires_by_state[s]);
       $('#legend-outcomes').replaceChildren(...present.map((s) => el('li', {}, el('span', { class: `swatch fill-${s}` }), ` ${s}: ${d.fires_by_state[s]}`)));
       $('#lag-summary').textContent = d.lag_p50_ms === null ? 'no dispatched fires in the last hour' : `p50 ${formatDuration(d.lag_p50_ms)}, p99 ${formatDuration(d.lag_p99_ms)}`;
-      $('#chart-lag').replaceChildren(lagChart(d.buckets));
+      $('#chart-lag').replaceChildren(lagChart(d.buckets, chartWidth($('#chart-lag'))));
       $('#failing-jobs tbody').replaceChildren(...(d.failing_jobs.length
         ? d.failing_jobs.map((j) => el('tr', {},
           el('td', {}, el('a', { href: `/jobs/${j.job_id}`, text: j.job })),

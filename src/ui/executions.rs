@@ -59,6 +59,7 @@ pub async fn detail_page(req: HttpRequest, id: web::Path<String>) -> AppResult<H
     <div class="row-actions">
       <button type="button" id="fire-cancel" class="danger">Cancel</button>
       <button type="button" id="fire-retry" disabled aria-describedby="retry-note">Retry</button>
+      <small id="cancel-reason" class="reason"></small>
     </div></div>
   <p class="note" id="retry-note">Retrying a finished fire is not available yet (it arrives with the lifecycle work, #6).</p>
   <dl id="fire-facts" class="facts"></dl>
