@@ -866,6 +866,24 @@ async fn run_console(client: &Client, app: &TestApp) {
         "resume is disabled while the job is active"
     );
     screenshot(client, "jobs").await;
+    // Search and the group filter narrow the list in place.
+    fill(client, "#job-search", "no-such-job").await;
+    wait_js(client, "the empty list", "!document.querySelector('#jobs-empty').hidden && document.querySelectorAll('#jobs-table tbody tr').length === 0").await;
+    fill(client, "#job-search", "export").await;
+    wait_js(
+        client,
+        "the job row again",
+        &format!("document.querySelector(\"{row}\")"),
+    )
+    .await;
+    client
+        .find(Locator::Css("#job-group"))
+        .await
+        .expect("group filter")
+        .select_by_value("default")
+        .await
+        .expect("the default group is offered");
+    wait_js(client, "the filtered row", &format!("document.querySelector(\"{row}\") && document.querySelectorAll('#jobs-table tbody tr').length === 1")).await;
     click_and_confirm(
         client,
         &format!("{row} button[data-action=pause]"),
