@@ -200,7 +200,7 @@ pub fn ensure_console_admin(db: &Db, configured: Option<&str>) -> Result<Option<
         None => {
             let generated = configured.is_none().then(generate_password);
             let password = configured.or(generated.as_deref()).unwrap_or_default();
-            db::console::insert_user(
+            let inserted = db::console::insert_user(
                 &mut conn,
                 &db::console::UserRow {
                     id: uuid::Uuid::now_v7().to_string(),
@@ -209,8 +209,16 @@ pub fn ensure_console_admin(db: &Db, configured: Option<&str>) -> Result<Option<
                     created_at: now,
                     updated_at: now,
                 },
-            )?;
-            Ok(generated)
+            );
+            match inserted {
+                Ok(()) => Ok(generated),
+                // Another node starting at the same moment created it (and shows its password).
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
         }
     }
 }

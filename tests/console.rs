@@ -485,6 +485,55 @@ async fn dashboard_figures_count_the_last_hour_of_real_fires() {
     app.stop().await;
 }
 
+/// Two nodes on one PostgreSQL database: a login on one node is a session on the other,
+/// and the login rate limit counts failures made on either.
+#[actix_web::test]
+async fn sessions_and_the_login_limit_hold_across_postgres_cluster_nodes() {
+    let Some(pg) = TempPostgres::create("console::sessions_across_cluster_nodes") else {
+        return;
+    };
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let on_pg = |dir: &Path| {
+        let mut settings = console_settings(dir);
+        settings.database_url = pg.url.clone();
+        settings
+    };
+    let node_a = spawn_app_with(on_pg(dir_a.path()));
+    let node_b = spawn_app_with(on_pg(dir_b.path()));
+
+    let mut visitor = Visitor::default();
+    assert_eq!(visitor.log_in(&node_a, "admin", PASSWORD).await.status, 303);
+    let csrf = visitor.csrf(&node_b).await;
+    let created = visitor
+        .send(
+            "POST",
+            &node_b.url("/api/v1/jobs"),
+            &[("X-CSRF-Token", &csrf)],
+            Some(("application/json", url_job("made-on-b").to_string())),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let forged = visitor
+        .send(
+            "POST",
+            &node_b.url("/api/v1/jobs"),
+            &[],
+            Some(("application/json", url_job("forged").to_string())),
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+
+    let mut guesser = Visitor::default();
+    for i in 0..cronhook::ui::MAX_FAILURES {
+        let node = if i % 2 == 0 { &node_a } else { &node_b };
+        assert_eq!(guesser.log_in(node, "admin", "guess").await.status, 401);
+    }
+    assert_eq!(guesser.log_in(&node_a, "admin", PASSWORD).await.status, 429);
+    assert_eq!(guesser.log_in(&node_b, "admin", PASSWORD).await.status, 429);
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Real Chromium
 // ---------------------------------------------------------------------------
