@@ -485,6 +485,59 @@ async fn dashboard_figures_count_the_last_hour_of_real_fires() {
     app.stop().await;
 }
 
+#[actix_web::test]
+async fn executor_load_history_is_sampled_from_heartbeats() {
+    let dir = temp_dir();
+    let app = spawn_app_with(console_settings(dir.path()));
+    let executor = executor_builder(&app, "loadtest", dir.path())
+        .instance_id("load-1")
+        .heartbeat_interval(Duration::from_millis(100))
+        .capacity(3)
+        .handler(
+            "noop",
+            handler_fn(|_| async { Ok::<_, JobError>(Output::none()) }),
+        )
+        .build()
+        .expect("executor builds");
+    let _served = executor.serve("127.0.0.1:0").expect("serves");
+
+    // Heartbeats come every 100 ms; samples at most every 5 s.
+    let start = Instant::now();
+    let samples = loop {
+        let (status, history) = app.get("/ui/api/executor-load").await;
+        assert_eq!(status, 200, "{history}");
+        let samples: Vec<Value> = history
+            .as_object()
+            .and_then(|m| m.values().next())
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if samples.len() >= 2 {
+            break samples;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "fewer than 2 samples: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for pair in samples.windows(2) {
+        let gap = ms(&pair[1]["at"]) - ms(&pair[0]["at"]);
+        assert!(
+            gap >= cronhook::db::executor_load::SAMPLE_EVERY_MS,
+            "samples {gap} ms apart: {samples:?}"
+        );
+    }
+    let first = &samples[0];
+    assert_eq!(first["capacity"], 3);
+    assert!(
+        first["mem_total_bytes"].as_i64().unwrap_or(0) > 0,
+        "{first}"
+    );
+    assert!(first["cpu_percent"].as_f64().is_some(), "{first}");
+    app.stop().await;
+}
+
 /// Two nodes on one PostgreSQL database: a login on one node is a session on the other,
 /// and the login rate limit counts failures made on either.
 #[actix_web::test]
@@ -1104,7 +1157,12 @@ async fn run_console(client: &Client, app: &TestApp) {
         json!("valid")
     );
     // Let the load history collect a few samples for the screenshot.
-    wait_js(client, "load samples", &format!("document.querySelector(\"{card} svg.spark polyline\")?.getAttribute('points').split(' ').length >= 3")).await;
+    wait_js(
+        client,
+        "load history samples",
+        &format!("Number(document.querySelector(\"{card} .history\")?.dataset.samples) >= 2"),
+    )
+    .await;
     screenshot(client, "executors").await;
 
     // Dashboard: the last hour's fires, success rate and lag, drawn as charts.

@@ -782,7 +782,18 @@
 
   // ---- executors ----------------------------------------------------------------------
 
-  const HISTORY = 90;
+  /** A small line chart of samples (values scaled to 0..max), a dot on the latest. */
+  function sparkline(samples, max, label) {
+    const w = 240;
+    const h = 40;
+    const at = (v, i) => [(i / Math.max(1, samples.length - 1)) * w, h - (Math.min(v, max) / Math.max(max, 1)) * (h - 4) - 2];
+    const points = samples.map((v, i) => at(v, i).join(',')).join(' ');
+    const last = samples.length ? at(samples[samples.length - 1], samples.length - 1) : null;
+    return svg('svg', { viewBox: `0 0 ${w} ${h}`, class: 'spark', role: 'img', 'aria-label': label },
+      svg('title', {}, label),
+      svg('polyline', { points, fill: 'none', stroke: 'currentColor', 'stroke-width': 1.5 }),
+      last ? svg('circle', { cx: last[0], cy: last[1], r: 2.5, fill: 'currentColor' }) : null);
+  }
 
   function gauge(label, percent, text) {
     const value = Math.max(0, Math.min(100, percent || 0));
@@ -794,29 +805,13 @@
       el('span', { class: 'gauge-text', text }));
   }
 
-  /** A small line chart of recent samples (values already scaled to 0..max). */
-  function sparkline(samples, max, label) {
-    const w = 240;
-    const h = 40;
-    const points = samples.map((v, i) => `${(i / Math.max(1, samples.length - 1)) * w},${h - (Math.min(v, max) / Math.max(max, 1)) * (h - 2) - 1}`).join(' ');
-    return svg('svg', { viewBox: `0 0 ${w} ${h}`, class: 'spark', role: 'img', 'aria-label': label },
-      svg('title', {}, label),
-      svg('polyline', { points, fill: 'none', stroke: 'currentColor', 'stroke-width': 1.5 }));
-  }
-
   async function executorsPage() {
-    const history = new Map();
     async function load() {
-      const data = await api('GET', '/api/v1/executors');
+      const [data, history] = await Promise.all([api('GET', '/api/v1/executors'), api('GET', '/ui/api/executor-load')]);
       const byApp = new Map();
       for (const x of data.items) {
         if (!byApp.has(x.app)) byApp.set(x.app, []);
         byApp.get(x.app).push(x);
-        const h = history.get(x.id) || { load: [], cpu: [] };
-        h.load.push(x.running + x.queued);
-        h.cpu.push(x.cpu_percent);
-        if (h.load.length > HISTORY) { h.load.shift(); h.cpu.shift(); }
-        history.set(x.id, h);
       }
       $('#executors-empty').hidden = data.items.length > 0;
       $('#executor-apps').replaceChildren(...[...byApp].sort((a, b) => a[0].localeCompare(b[0])).map(([app, list]) => {
@@ -824,7 +819,10 @@
         return el('section', { class: 'app', dataset: { app } },
           el('h2', { text: `${app} — ${valid} of ${list.length} valid` }),
           el('div', { class: 'instances' }, list.map((x) => {
-            const h = history.get(x.id);
+            const samples = history[x.id] || [];
+            const load = samples.map((p) => p.running + p.queued);
+            const cpu = samples.map((p) => p.cpu_percent);
+            const mem = samples.map((p) => (p.mem_total_bytes ? (p.mem_used_bytes / p.mem_total_bytes) * 100 : 0));
             const memPercent = x.mem_total_bytes ? (x.mem_used_bytes / x.mem_total_bytes) * 100 : 0;
             return el('article', { class: 'card instance', dataset: { instance: x.instance_id, valid: String(x.valid) } },
               el('h3', {}, x.instance_id, ' ', badge(x.valid ? 'valid' : 'invalid')),
@@ -839,9 +837,10 @@
                 el('dt', { text: 'Handlers' }), el('dd', { text: x.handlers.join(', ') || '–' }),
                 el('dt', { text: 'SDK' }), el('dd', { text: x.sdk_version }),
                 el('dt', { text: 'Dispatch failures' }), el('dd', { text: String(x.failures) })),
-              el('div', { class: 'history' },
-                el('span', { class: 'muted', text: 'running + queued' }), sparkline(h.load, Math.max(x.capacity, ...h.load), `running plus queued, last ${h.load.length} samples`),
-                el('span', { class: 'muted', text: 'CPU %' }), sparkline(h.cpu, 100, `CPU percent, last ${h.cpu.length} samples`)));
+              el('div', { class: 'history', dataset: { samples: String(samples.length) } },
+                el('span', { class: 'muted', text: 'running + queued' }), sparkline(load, Math.max(x.capacity, ...load), `running plus queued over the last hour, ${samples.length} samples`),
+                el('span', { class: 'muted', text: 'CPU %' }), sparkline(cpu, 100, `CPU percent over the last hour, ${samples.length} samples`),
+                el('span', { class: 'muted', text: 'memory %' }), sparkline(mem, 100, `memory percent over the last hour, ${samples.length} samples`)));
           })));
       }));
     }

@@ -162,3 +162,16 @@ diesel::table! {
 
 diesel::joinable!(console_sessions -> console_users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(console_users, console_sessions);
+
+diesel::table! {
+    executor_load_samples (executor_id, sampled_at) {
+        executor_id -> Text,
+        sampled_at -> BigInt,
+        running -> Integer,
+        queued -> Integer,
+        capacity -> Integer,
+        cpu_percent -> Double,
+        mem_used_bytes -> BigInt,
+        mem_total_bytes -> BigInt,
+    }
+}

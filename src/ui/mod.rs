@@ -36,6 +36,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/executions/{id}", web::get().to(executions::detail_page))
         .route("/executors", web::get().to(executors::page))
         .route("/ui/api/dashboard", web::get().to(dashboard::data))
+        .route(
+            "/ui/api/executor-load",
+            web::get().to(executors::load_history),
+        )
         .route("/assets/ui/console.js", web::get().to(script))
         .route("/assets/ui/console.css", web::get().to(stylesheet));
 }

@@ -25,3 +25,17 @@ CREATE TABLE console_login_failures (
     failed_at BIGINT NOT NULL
 );
 CREATE INDEX console_login_failures_key ON console_login_failures (attempt_key, failed_at);
+
+-- Executor load over time, for the console's executors page: one sample per executor
+-- at most every few seconds, taken from its heartbeats, kept for a day.
+CREATE TABLE executor_load_samples (
+    executor_id TEXT NOT NULL,
+    sampled_at BIGINT NOT NULL,
+    running INTEGER NOT NULL,
+    queued INTEGER NOT NULL,
+    capacity INTEGER NOT NULL,
+    cpu_percent REAL NOT NULL,
+    mem_used_bytes BIGINT NOT NULL,
+    mem_total_bytes BIGINT NOT NULL,
+    PRIMARY KEY (executor_id, sampled_at)
+);
