@@ -93,37 +93,7 @@ pub async fn submit(
         .unwrap_or_default();
     let key = format!("{username}|{address}");
     let password = form.password;
-    let outcome = state
-        .db
-        .run(true, move |conn| -> AppResult<Outcome> {
-            let now = now_ms();
-            let failures = db::console::login_failures_since(conn, &key, now - FAILURE_WINDOW_MS)?;
-            if failures.len() >= MAX_FAILURES {
-                let oldest = failures.first().copied().unwrap_or(now);
-                let retry_after_s = ((oldest + FAILURE_WINDOW_MS - now) / 1000).max(1);
-                return Ok(Outcome::Limited { retry_after_s });
-            }
-            let user = db::console::find_user_by_name(conn, &username)?;
-            let ok = match &user {
-                Some(user) => verify_password(&password, &user.password_hash),
-                None => {
-                    burn_password_check(&password);
-                    false
-                }
-            };
-            let known = user.is_some();
-            match user.filter(|_| ok) {
-                Some(user) => {
-                    db::console::clear_login_failures(conn, &key, now - FAILURE_WINDOW_MS)?;
-                    Ok(Outcome::LoggedIn { user_id: user.id })
-                }
-                None => {
-                    db::console::record_login_failure(conn, &key, now)?;
-                    Ok(Outcome::Refused { known })
-                }
-            }
-        })
-        .await?;
+    let outcome = check_login(&state, key, username, password).await?;
     let username = form.username.trim();
     match outcome {
         Outcome::LoggedIn { user_id } => {
@@ -168,6 +138,59 @@ pub async fn submit(
             Ok(response)
         }
     }
+}
+
+/// The rate limit, then the password. The argon2 check runs on the blocking pool but
+/// outside any database connection, so logins never hold up the scheduler's writes.
+async fn check_login(
+    state: &State,
+    key: String,
+    username: String,
+    password: String,
+) -> AppResult<Outcome> {
+    let now = now_ms();
+    let since = now - FAILURE_WINDOW_MS;
+    let (failures, user) = {
+        let key = key.clone();
+        state
+            .db
+            .run(false, move |conn| -> AppResult<_> {
+                let failures = db::console::login_failures_since(conn, &key, since)?;
+                let user = db::console::find_user_by_name(conn, &username)?;
+                Ok((failures, user))
+            })
+            .await?
+    };
+    if failures.len() >= MAX_FAILURES {
+        let oldest = failures.first().copied().unwrap_or(now);
+        let retry_after_s = ((oldest + FAILURE_WINDOW_MS - now) / 1000).max(1);
+        return Ok(Outcome::Limited { retry_after_s });
+    }
+    let known = user.is_some();
+    let user = web::block(move || match user {
+        Some(user) if verify_password(&password, &user.password_hash) => Some(user),
+        Some(_) => None,
+        None => {
+            burn_password_check(&password);
+            None
+        }
+    })
+    .await?;
+    state
+        .db
+        .run(true, move |conn| -> AppResult<Outcome> {
+            match user {
+                Some(user) => {
+                    db::console::clear_login_failures(conn, &key, since)?;
+                    Ok(Outcome::LoggedIn { user_id: user.id })
+                }
+                None => {
+                    db::console::record_login_failure(conn, &key, now)?;
+                    Ok(Outcome::Refused { known })
+                }
+            }
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize)]
