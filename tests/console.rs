@@ -832,6 +832,15 @@ async fn run_console(client: &Client, app: &TestApp) {
     )
     .await;
 
+    // A calendar for the form's picker (it excludes a day long past: fires go on).
+    let (status, calendar) = app
+        .post(
+            "/api/v1/calendars",
+            json!({ "name": "old-holidays", "exclude": { "dates": ["2020-01-01"] } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{calendar}");
+
     // Create a cron job through the form; an invalid cron shows the error by the field.
     client.goto(&app.url("/jobs/new")).await.expect("goto");
     wait_js(
@@ -871,6 +880,13 @@ async fn run_console(client: &Client, app: &TestApp) {
     fill(client, "#f-app", "reports").await;
     fill(client, "#f-handler", "export").await;
     fill(client, "#f-payload", r#"{"customer": "ACME"}"#).await;
+    client
+        .find(Locator::Css("#f-calendar"))
+        .await
+        .expect("calendar picker")
+        .select_by_value("old-holidays")
+        .await
+        .expect("the calendar is offered");
     client
         .find(Locator::Css("#save-job"))
         .await
@@ -917,6 +933,7 @@ async fn run_console(client: &Client, app: &TestApp) {
     assert_eq!(job["name"], "browser-export", "{jobs}");
     assert_eq!(job["target"]["app"], "reports");
     assert_eq!(job["triggers"][0]["expression"], "* * * * * ?");
+    assert_eq!(job["triggers"][0]["calendar"], "old-holidays", "{job}");
     let job_id = job["id"].as_str().expect("id").to_string();
 
     // Its fires appear, with their outcomes, without reloading the page.
@@ -924,6 +941,13 @@ async fn run_console(client: &Client, app: &TestApp) {
         client,
         "succeeded fires in the job's recent fires",
         "document.querySelectorAll('#fires-table tr[data-state=succeeded]').length >= 2",
+    )
+    .await;
+    // The execution plan, from the lifecycle's plan API (calendars applied).
+    wait_js(
+        client,
+        "the execution plan",
+        "document.querySelectorAll('#plan-table tbody tr[data-status]').length > 0 && document.querySelector('#plan-note').textContent.includes('planned')",
     )
     .await;
     let timeline = text_of(
@@ -1069,6 +1093,26 @@ async fn run_console(client: &Client, app: &TestApp) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Settings the form does not show, set through the API, must survive a form edit.
+    let (_, current) = app.get(&format!("/api/v1/jobs/{job_id}")).await;
+    let mut input = json!({
+        "group": current["group"], "name": current["name"], "target": current["target"],
+        "mode": current["mode"], "payload": current["payload"], "routing": current["routing"],
+        "concurrency": current["concurrency"],
+        "retry": { "max_attempts": 1, "jitter": 0.3, "max_backoff_ms": 90_000 },
+        "alert_url": "http://127.0.0.1:9/alerts",
+        "triggers": [{ "kind": "cron", "expression": "* * * * * ?", "calendar": "old-holidays", "misfire_threshold_ms": 4_000 }],
+    });
+    if input["target"]["when_unavailable"].is_null() {
+        input["target"]
+            .as_object_mut()
+            .map(|t| t.remove("when_unavailable"));
+    }
+    let (status, body) = app
+        .call("PUT", &format!("/api/v1/jobs/{job_id}"), Some(input))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
     // Edit: the form loads the job, a change saves as a new version.
     client
         .goto(&app.url(&format!("/jobs/{job_id}/edit")))
@@ -1085,7 +1129,18 @@ async fn run_console(client: &Client, app: &TestApp) {
         .expect("click");
     wait_js(client, "the job detail page", "document.body.dataset.page === 'job-detail' && document.querySelector('#job-facts')?.textContent.includes('exports for ACME')").await;
     let (_, edited) = app.get(&format!("/api/v1/jobs/{job_id}")).await;
-    assert_eq!(edited["version"], 2, "{edited}");
+    assert_eq!(edited["version"], 3, "{edited}");
+    assert_eq!(edited["alert_url"], "http://127.0.0.1:9/alerts", "{edited}");
+    assert_eq!(edited["retry"]["jitter"], 0.3, "{edited}");
+    assert_eq!(edited["retry"]["max_backoff_ms"], 90_000, "{edited}");
+    assert_eq!(
+        edited["triggers"][0]["misfire_threshold_ms"], 4_000,
+        "{edited}"
+    );
+    assert_eq!(
+        edited["triggers"][0]["calendar"], "old-holidays",
+        "{edited}"
+    );
     assert_eq!(edited["description"], "exports for ACME");
     assert_eq!(edited["state"], "paused", "an edit keeps the job paused");
     assert_eq!(edited["payload"], json!({ "customer": "ACME" }));
@@ -1218,8 +1273,49 @@ async fn run_console(client: &Client, app: &TestApp) {
         "document.querySelector('#fire-state')?.textContent === 'cancelled' && document.querySelector('#fire-cancel').disabled",
     )
     .await;
-    assert!(text_of(client, "#fire-retry").await == "Retry");
     assert_eq!(app.fire(&fire_id).await["state"], "cancelled");
+
+    // Retry the cancelled fire: a new attempt for the same instant, on its own page.
+    wait_js(
+        client,
+        "an enabled retry button",
+        "!document.querySelector('#fire-retry').disabled",
+    )
+    .await;
+    click_and_confirm(client, "#fire-retry", "Retry this fire").await;
+    let retried = wait_js(
+        client,
+        "the new attempt's page",
+        &format!("location.pathname.startsWith('/executions/') && !location.pathname.endsWith('{fire_id}') && document.querySelector('#fire-state')?.textContent === 'running' && location.pathname"),
+    )
+    .await;
+    let retry_id = retried
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("/executions/")
+        .to_string();
+    let again = app.fire(&retry_id).await;
+    assert_eq!(again["attempt"], 2, "{again}");
+    assert_eq!(
+        again["scheduled_at"],
+        app.fire(&fire_id).await["scheduled_at"]
+    );
+    assert_eq!(
+        wait_js(
+            client,
+            "the retry button disabled while it runs",
+            "document.querySelector('#fire-retry').disabled"
+        )
+        .await,
+        json!(true)
+    );
+    click_and_confirm(client, "#fire-cancel", "Cancel this fire").await;
+    wait_js(
+        client,
+        "the retried fire cancelled",
+        "document.querySelector('#fire-state')?.textContent === 'cancelled'",
+    )
+    .await;
 
     // A phone-width screen: still readable (no horizontal scrolling of the page).
     set_viewport(client, 390, 844).await;

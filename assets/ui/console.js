@@ -467,8 +467,14 @@
     $('#f-cron').addEventListener('input', schedulePreview);
     $('#f-tz').addEventListener('input', schedulePreview);
 
+    const calendars = await api('GET', '/api/v1/calendars').catch(() => ({ items: [] }));
+    $('#f-calendar').append(...calendars.items.map((c) => el('option', { value: c.name, text: c.name })));
+
+    // When editing, the job as loaded: settings the form does not show are kept from it.
+    let loaded = null;
     if (jobId) {
       const job = await api('GET', `/api/v1/jobs/${jobId}`);
+      loaded = job;
       $('#f-group').value = job.group;
       $('#f-name').value = job.name;
       $('#f-description').value = job.description || '';
@@ -484,6 +490,7 @@
         if (trigger.interval_ms) $('#f-interval').value = trigger.interval_ms;
         if (trigger.at) $('#f-at').value = toLocalInput(trigger.at);
         if (trigger.misfire) $('#f-misfire').value = trigger.misfire;
+        if (trigger.calendar) $('#f-calendar').value = trigger.calendar;
       }
       if (job.target.url) {
         targetKind.value = 'url';
@@ -519,6 +526,7 @@
         trigger.at = new Date(local).toISOString();
       }
       if (kind.value !== 'immediate') trigger.misfire = $('#f-misfire').value;
+      if ($('#f-calendar').value) trigger.calendar = $('#f-calendar').value;
       let payload;
       try {
         payload = JSON.parse($('#f-payload').value || 'null');
@@ -549,6 +557,19 @@
         job.routing = $('#f-routing').value;
       }
       if ($('#f-timeout').value) job.timeout_ms = Number($('#f-timeout').value);
+      if (loaded) {
+        job.retry = { ...loaded.retry, ...job.retry };
+        job.on_success = loaded.on_success || [];
+        job.on_failure = loaded.on_failure || [];
+        if (loaded.alert_url) job.alert_url = loaded.alert_url;
+        if (target.app && loaded.target.when_unavailable) target.when_unavailable = loaded.target.when_unavailable;
+        const before = loaded.triggers[0];
+        if (before && before.kind === trigger.kind) {
+          for (const key of ['start_at', 'repeat_count', 'misfire_threshold_ms']) {
+            if (before[key] !== undefined && before[key] !== null) trigger[key] = before[key];
+          }
+        }
+      }
       return job;
     }
 
@@ -592,22 +613,18 @@
     const root = $('#job-detail');
     const jobId = root.dataset.jobId;
     let lastJob = '';
-    let planLoaded = false;
 
-    async function loadPlanPreview(job) {
-      const endOfTomorrow = new Date();
-      endOfTomorrow.setHours(0, 0, 0, 0);
-      endOfTomorrow.setDate(endOfTomorrow.getDate() + 2);
-      const items = [];
-      for (const trigger of job.triggers.filter((t) => t.kind === 'cron')) {
-        const params = new URLSearchParams({ expression: trigger.expression, time_zone: trigger.time_zone || 'UTC', count: '20' });
-        const result = await api('GET', `/api/v1/cron/preview?${params}`);
-        result.next.filter((t) => new Date(t) < endOfTomorrow).forEach((t) => items.push(t));
-      }
-      items.sort();
-      $('#plan-preview').replaceChildren(
-        ...(items.length ? items.map((t) => el('li', {}, timeNode(t))) : [el('li', { class: 'muted', text: 'no cron instants until the end of tomorrow' })]),
-      );
+    /** The execution plan (calendars applied) until the end of tomorrow in the job's zone. */
+    async function loadPlan() {
+      const plan = await api('GET', `/api/v1/jobs/${jobId}/plan`);
+      const until = plan.until ? ` until ${formatTime(plan.until)}` : ' until the end of tomorrow';
+      $('#plan-note').textContent = plan.job_state && plan.job_state !== 'active'
+        ? `The job is ${plan.job_state}: nothing is planned.`
+        : `${plan.items.length}${plan.truncated ? '+' : ''} fire(s) planned${until}.`;
+      replaceRows($('#plan-table tbody'), plan.items.slice(0, 200).map((p) => el('tr', { dataset: { status: p.status } },
+        el('td', {}, timeNode(p.at)),
+        el('td', { text: p.status }),
+        el('td', { text: p.executor || '–' }))));
     }
 
     async function load() {
@@ -650,10 +667,7 @@
           el('td', { text: t.misfire || 'fire_now' }),
           el('td', {}, timeNode(t.next_fire_at)),
           el('td', { text: String(t.fire_count) }))));
-        if (!planLoaded) {
-          planLoaded = true;
-          loadPlanPreview(job).catch((e) => flash(e.message, true));
-        }
+        await loadPlan();
       }
       const fires = await api('GET', `/api/v1/fires?job_id=${jobId}&limit=25`);
       replaceRows($('#fires-table tbody'), fires.items.map((f) => el('tr', { dataset: { fireId: f.id, state: f.state } },
@@ -721,6 +735,18 @@
     const cancel = $('#fire-cancel');
     let current = null;
 
+    const retry = $('#fire-retry');
+    retry.addEventListener('click', async () => {
+      if (!current) return;
+      if (!(await confirmStep('Retry this fire? A new attempt for the same instant is recorded and dispatched.', 'Retry'))) return;
+      try {
+        const again = await api('POST', `/api/v1/fires/${fireId}/retry`);
+        window.location.assign(`/executions/${again.id}`);
+      } catch (error) {
+        flash(`Retry failed: ${error.message}`, true);
+      }
+    });
+
     cancel.addEventListener('click', async () => {
       if (!current) return;
       if (!(await confirmStep('Cancel this fire? A running executor is told to stop it.', 'Cancel fire'))) return;
@@ -743,7 +769,9 @@
       const open = OPEN_STATES.includes(f.state);
       cancel.disabled = !open;
       cancel.title = open ? '' : `a ${f.state} fire cannot be cancelled (only fired or running ones)`;
-      $('#cancel-reason').textContent = open ? '' : `Cancel: ${cancel.title}`;
+      retry.disabled = open;
+      retry.title = open ? `a ${f.state} fire is not finished; only a finished fire can be retried` : '';
+      $('#cancel-reason').textContent = open ? `Retry: ${retry.title}` : `Cancel: ${cancel.title}`;
       const facts = $('#fire-facts');
       facts.replaceChildren();
       fact(facts, 'Job', job ? el('a', { href: `/jobs/${job.id}`, text: jobName }) : jobName);

@@ -58,10 +58,9 @@ pub async fn detail_page(req: HttpRequest, id: web::Path<String>) -> AppResult<H
   <div class="toolbar"><h2 id="fire-title"></h2><span id="fire-state" class="badge"></span>
     <div class="row-actions">
       <button type="button" id="fire-cancel" class="danger">Cancel</button>
-      <button type="button" id="fire-retry" disabled aria-describedby="retry-note">Retry</button>
+      <button type="button" id="fire-retry">Retry</button>
       <small id="cancel-reason" class="reason"></small>
     </div></div>
-  <p class="note" id="retry-note">Retrying a finished fire is not available yet (it arrives with the lifecycle work, #6).</p>
   <dl id="fire-facts" class="facts"></dl>
   <section aria-labelledby="h-timeline"><h2 id="h-timeline">Timeline</h2><ol id="fire-timeline" class="timeline"></ol></section>
   <section aria-labelledby="h-payload"><h2 id="h-payload">Payload</h2><pre id="fire-payload"></pre></section>

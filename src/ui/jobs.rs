@@ -98,7 +98,7 @@ fn job_form(job_id: Option<&str>) -> String {
   <div class="field" data-kind="interval"><label for="f-interval">Every (milliseconds)</label><input id="f-interval" type="number" min="10" data-field="triggers[0].interval_ms" value="60000"><p class="field-error" hidden></p></div>
   <div class="field" data-kind="at"><label for="f-at">At (your local time)</label><input id="f-at" type="datetime-local" data-field="triggers[0].at"><p class="field-error" hidden></p></div>
   <div class="field"><label for="f-misfire">Misfire</label><select id="f-misfire" data-field="triggers[0].misfire">{misfire}</select><p class="field-error" hidden></p></div>
-  <div class="field"><label for="f-calendar">Calendar</label><select id="f-calendar" disabled aria-describedby="calendar-note"><option>none</option></select><p class="note" id="calendar-note">Calendars are not available yet (they arrive with the lifecycle work, #6).</p></div>
+  <div class="field"><label for="f-calendar">Calendar (excluded dates and times)</label><select id="f-calendar" data-field="triggers[0].calendar"><option value="">none</option></select><p class="field-error" hidden></p></div>
 </fieldset>
 <fieldset><legend>Target</legend>
   <div class="field"><label for="f-target-kind">Call</label><select id="f-target-kind"><option value="url">a URL</option><option value="app">an executor app + handler</option></select></div>
@@ -161,8 +161,8 @@ pub async fn detail_page(req: HttpRequest, id: web::Path<String>) -> AppResult<H
   <section aria-labelledby="h-triggers"><h2 id="h-triggers">Triggers</h2>
     <table id="triggers-table" class="list"><thead><tr><th scope="col">Kind</th><th scope="col">When</th><th scope="col">Misfire</th><th scope="col">Next fire</th><th scope="col">Fired</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="h-plan"><h2 id="h-plan">Execution plan (today and tomorrow)</h2>
-    <p class="note" id="plan-note">The execution plan (<code>GET /api/v1/plan</code>, honouring calendars) is not available yet; it arrives with the lifecycle work (#6). Until then, the next instants of cron triggers:</p>
-    <ol id="plan-preview"></ol></section>
+    <p class="muted" id="plan-note"></p>
+    <table id="plan-table" class="list"><thead><tr><th scope="col">When</th><th scope="col">Status</th><th scope="col">Executor</th></tr></thead><tbody></tbody></table></section>
   <section aria-labelledby="h-fires"><h2 id="h-fires">Recent fires</h2>
     <table id="fires-table" class="list"><thead><tr><th scope="col">Scheduled</th><th scope="col">State</th><th scope="col">Attempt</th><th scope="col">Timeline (scheduled → dispatched → acknowledged → finished)</th><th scope="col">Executor</th></tr></thead><tbody></tbody></table></section>
 </div>
