@@ -197,7 +197,7 @@
   function scheduleText(trigger) {
     switch (trigger.kind) {
       case 'cron':
-        return `cron ${trigger.expression} (${trigger.time_zone || 'UTC'})`;
+        return `cron ${trigger.expression} (${trigger.time_zone || 'UTC'})${trigger.calendar ? `, calendar ${trigger.calendar}` : ''}`;
       case 'interval':
         return `every ${formatDuration(trigger.interval_ms)}`;
       case 'at':
@@ -616,12 +616,12 @@
 
     /** The execution plan (calendars applied) until the end of tomorrow in the job's zone. */
     async function loadPlan() {
-      const plan = await api('GET', `/api/v1/jobs/${jobId}/plan`);
+      const plan = await api('GET', `/api/v1/jobs/${jobId}/plan?limit=100`);
       const until = plan.until ? ` until ${formatTime(plan.until)}` : ' until the end of tomorrow';
       $('#plan-note').textContent = plan.job_state && plan.job_state !== 'active'
         ? `The job is ${plan.job_state}: nothing is planned.`
-        : `${plan.items.length}${plan.truncated ? '+' : ''} fire(s) planned${until}.`;
-      replaceRows($('#plan-table tbody'), plan.items.slice(0, 200).map((p) => el('tr', { dataset: { status: p.status } },
+        : `${plan.items.length}${plan.truncated ? '+' : ''} fire(s) planned${until}${plan.items.length > 20 ? '; the first 20:' : '.'}`;
+      replaceRows($('#plan-table tbody'), plan.items.slice(0, 20).map((p) => el('tr', { dataset: { status: p.status } },
         el('td', {}, timeNode(p.at)),
         el('td', { text: p.status }),
         el('td', { text: p.executor || '–' }))));
