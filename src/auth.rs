@@ -1,13 +1,17 @@
-//! Who may call what: admin endpoints take a bearer token; executor endpoints
-//! (write-back, heartbeat) are HMAC-signed with the signing secret.
+//! Who may call what: admin endpoints take a bearer token or a web console session
+//! (with its CSRF token on anything that changes state); executor endpoints
+//! (write-back, heartbeat) are HMAC-signed with the signing secret. Console users'
+//! passwords are stored as argon2 hashes.
 
 use std::collections::HashSet;
-use std::future::{ready, Ready};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
-use rand::RngCore;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use futures_util::future::LocalBoxFuture;
+use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::db::{self, Db, DbError};
@@ -47,6 +51,8 @@ impl std::fmt::Debug for AuthState {
 pub struct GeneratedSecrets {
     pub admin_token: Option<String>,
     pub signing_secret: Option<String>,
+    /// Password of the console's `admin` user, generated at first start.
+    pub admin_password: Option<String>,
 }
 
 impl AuthState {
@@ -133,19 +139,122 @@ impl AuthState {
 
 use diesel::prelude::*;
 
-/// Extractor that admits only requests with a valid admin bearer token.
+/// Name of the console user created at first start.
+pub const CONSOLE_ADMIN: &str = "admin";
+
+/// An argon2id PHC string for `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, AppError> {
+    let mut salt = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AppError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| AppError::Internal(format!("password hashing: {e}")))
+}
+
+/// Whether `password` matches the stored PHC string. A malformed hash matches nothing.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Checks a password for a user that does not exist, so an unknown name takes as long
+/// to refuse as a wrong password (no user enumeration by timing).
+pub fn burn_password_check(password: &str) {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let phc = DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default());
+    let _ = verify_password(password, phc);
+}
+
+/// A password for the first `admin`: 20 letters and digits.
+fn generate_password() -> String {
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
+}
+
+/// Makes sure the console can be logged into: creates `admin` on first start (with
+/// `configured` or a generated password, returned so the caller prints it once), and
+/// when a password is configured, makes the stored one match it.
+pub fn ensure_console_admin(db: &Db, configured: Option<&str>) -> Result<Option<String>, AppError> {
+    let mut conn = db.write()?;
+    let now = now_ms();
+    match db::console::find_user_by_name(&mut conn, CONSOLE_ADMIN)? {
+        Some(user) => {
+            if let Some(password) = configured {
+                if !verify_password(password, &user.password_hash) {
+                    db::console::set_password(&mut conn, &user.id, &hash_password(password)?, now)?;
+                }
+            }
+            Ok(None)
+        }
+        None if db::console::count_users(&mut conn)? > 0 && configured.is_none() => Ok(None),
+        None => {
+            let generated = configured.is_none().then(generate_password);
+            let password = configured.or(generated.as_deref()).unwrap_or_default();
+            let inserted = db::console::insert_user(
+                &mut conn,
+                &db::console::UserRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    username: CONSOLE_ADMIN.into(),
+                    password_hash: hash_password(password)?,
+                    created_at: now,
+                    updated_at: now,
+                },
+            );
+            match inserted {
+                Ok(()) => Ok(generated),
+                // Another node starting at the same moment created it (and shows its password).
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Extractor that admits requests with a valid admin bearer token, or with a console
+/// session cookie — plus, for anything but GET/HEAD, the session's CSRF token in the
+/// `X-CSRF-Token` header.
 pub struct Admin;
 
 impl FromRequest for Admin {
     type Error = AppError;
-    type Future = Ready<Result<Admin, AppError>>;
+    type Future = LocalBoxFuture<'static, Result<Admin, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(check_admin(req))
+        let req = req.clone();
+        Box::pin(async move { check_admin(&req).await })
     }
 }
 
-fn check_admin(req: &HttpRequest) -> Result<Admin, AppError> {
+async fn check_admin(req: &HttpRequest) -> Result<Admin, AppError> {
+    if req
+        .headers()
+        .contains_key(actix_web::http::header::AUTHORIZATION)
+    {
+        return check_bearer(req);
+    }
+    match crate::ui::session::from_request(req).await? {
+        Some(session) => {
+            crate::ui::session::require_csrf_header(req, &session)?;
+            Ok(Admin)
+        }
+        None => check_bearer(req),
+    }
+}
+
+fn check_bearer(req: &HttpRequest) -> Result<Admin, AppError> {
     let auth = req
         .app_data::<web::Data<AuthState>>()
         .ok_or_else(|| AppError::Internal("auth state missing".into()))?;

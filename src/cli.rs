@@ -216,6 +216,9 @@ fn announce_generated(app: &Application) {
     if let Some(token) = &app.generated.admin_token {
         let _ = writeln!(err, "\n  Admin API token (shown once, stored hashed): {token}\n  Use it as: Authorization: Bearer <token>\n");
     }
+    if let Some(password) = &app.generated.admin_password {
+        let _ = writeln!(err, "  Web console login (shown once, stored as an argon2 hash): user `admin`, password {password}\n  Set CRONHOOK_ADMIN_PASSWORD to choose it instead.\n");
+    }
     if let Some(secret) = &app.generated.signing_secret {
         let _ = writeln!(err, "  Executor signing secret (shown once; give it to your executors as CRONHOOK_SECRET): {secret}\n");
     }

@@ -21,6 +21,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Admin bearer token. When unset, one is generated on first start, stored hashed and printed once.
     pub admin_token: Option<String>,
+    /// Password of the web console's `admin` user. When unset, one is generated on first
+    /// start, stored as an argon2 hash and printed once.
+    pub admin_password: Option<String>,
     /// HMAC key for executor traffic. When unset, one is generated on first start, stored and printed once.
     pub signing_secret: Option<String>,
     /// Largest request body accepted by the API, in bytes.
@@ -104,6 +107,7 @@ impl Default for Settings {
             database_url: "sqlite://data/cronhook.db".into(),
             public_url: None,
             admin_token: None,
+            admin_password: None,
             signing_secret: None,
             max_body_bytes: 256 * 1024,
             http_workers: 0,
@@ -202,6 +206,7 @@ impl Settings {
         "database_url",
         "public_url",
         "admin_token",
+        "admin_password",
         "signing_secret",
         "max_body_bytes",
         "http_workers",
@@ -248,6 +253,11 @@ impl Settings {
         if matches!(&self.admin_token, Some(t) if t.len() < 16) {
             return Err(ConfigError::Invalid(
                 "admin_token must be at least 16 characters".into(),
+            ));
+        }
+        if matches!(&self.admin_password, Some(p) if p.chars().count() < 8) {
+            return Err(ConfigError::Invalid(
+                "admin_password must be at least 8 characters".into(),
             ));
         }
         if matches!(&self.signing_secret, Some(s) if s.len() < 16) {

@@ -16,6 +16,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// Authenticated, but the request is not allowed (a console request without its CSRF token).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -63,6 +66,7 @@ impl AppError {
             AppError::NotFound(_) => "Not found",
             AppError::Conflict(_) => "Conflict",
             AppError::Unauthorized(_) => "Unauthorized",
+            AppError::Forbidden(_) => "Forbidden",
             AppError::PayloadTooLarge(_) => "Payload too large",
             AppError::UnsupportedMediaType(_) => "Unsupported media type",
             AppError::Database(_) | AppError::Pool(_) | AppError::Internal(_) => "Internal error",
@@ -110,6 +114,7 @@ impl ResponseError for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Database(_) | AppError::Pool(_) | AppError::Internal(_) => {

@@ -7,11 +7,12 @@
 //! - [`db`]: the diesel schema and the queries, next to the tables they touch.
 //! - [`scheduler`]: the loop that claims due triggers and creates fires, and the sweepers.
 //! - [`dispatch`]: the signed HTTP call to a fire's target.
-//! - [`routes`]: the HTTP API; [`auth`]: admin tokens and executor signatures.
+//! - [`routes`]: the HTTP API; [`auth`]: admin tokens, console passwords and executor signatures.
 //! - [`lifecycle`]: the rules of job changes; [`plan`]: the upcoming fires.
 //! - [`jobfile`]: `cronhook jobs` (export, apply, import-crontab) over the REST API.
 //! - [`metrics`]: Prometheus counters the hot paths bump, and the `/metrics` text.
 //! - [`housekeeping`]: the retention purge of old finished fires.
+//! - [`ui`]: the web console (pages, login sessions, CSRF), assets embedded.
 //! - [`startup`]: wires it all into a running [`startup::Application`].
 
 pub mod auth;
@@ -34,3 +35,4 @@ pub mod scheduler;
 pub mod startup;
 pub mod state;
 pub mod time;
+pub mod ui;

@@ -105,7 +105,7 @@ impl Application {
             .map_err(|e| StartError::Other(e.to_string()))??
         };
         log::info!("database: {}", db.backend.describe());
-        let (auth, generated) = {
+        let (auth, mut generated) = {
             let db = db.clone();
             let token = settings.admin_token.clone();
             let secret = settings.signing_secret.clone();
@@ -116,6 +116,16 @@ impl Application {
             })
             .await
             .map_err(|e| StartError::Other(e.to_string()))??
+        };
+        generated.admin_password = {
+            let db = db.clone();
+            let password = settings.admin_password.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::auth::ensure_console_admin(&db, password.as_deref())
+            })
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?
+            .map_err(|e| StartError::Other(format!("console admin user: {e}")))?
         };
 
         let listener = TcpListener::bind(&settings.listen).map_err(|source| StartError::Bind {

@@ -266,6 +266,9 @@ async fn first_start_prints_a_generated_token_once_and_sigterm_stops_cleanly() {
     let token_line = served.wait_line("Admin API token");
     let token = token_line.rsplit(' ').next().unwrap().trim().to_string();
     assert_eq!(token.len(), 64, "{token_line}");
+    let password_line = served.wait_line("Web console login");
+    let password = password_line.rsplit(' ').next().unwrap().trim().to_string();
+    assert_eq!(password.len(), 20, "{password_line}");
     let port = port_of(&served.wait_line("listening on port"));
     let base = format!("http://127.0.0.1:{port}");
     let (status, _) = call(
@@ -285,6 +288,11 @@ async fn first_start_prints_a_generated_token_once_and_sigterm_stops_cleanly() {
         .filter(|l| l.contains(&token) && !l.contains("Admin API token"))
         .collect();
     assert!(logged.is_empty(), "token leaked: {logged:?}");
+    let logged: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(&password) && !l.contains("Web console login"))
+        .collect();
+    assert!(logged.is_empty(), "console password leaked: {logged:?}");
 
     // Second start: no new token, the old one still works.
     let mut served =
@@ -301,7 +309,9 @@ async fn first_start_prints_a_generated_token_once_and_sigterm_stops_cleanly() {
     let (code, lines) = served.terminate();
     assert_eq!(code, 0);
     assert!(
-        !lines.iter().any(|l| l.contains("Admin API token")),
+        !lines
+            .iter()
+            .any(|l| l.contains("Admin API token") || l.contains("Web console login")),
         "printed once only"
     );
 }

@@ -3,6 +3,8 @@
 
 pub mod alerts;
 pub mod calendars;
+pub mod console;
+pub mod executor_load;
 pub mod executors;
 pub mod fires;
 pub mod group_commit;

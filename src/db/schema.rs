@@ -131,3 +131,47 @@ diesel::joinable!(triggers -> jobs (job_id));
 diesel::allow_tables_to_appear_in_same_query!(
     jobs, triggers, fires, executors, nodes, calendars, api_tokens, settings, alerts
 );
+
+diesel::table! {
+    console_users (id) {
+        id -> Text,
+        username -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    console_sessions (token_sha256) {
+        token_sha256 -> Text,
+        user_id -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    console_login_failures (id) {
+        id -> Text,
+        attempt_key -> Text,
+        failed_at -> BigInt,
+    }
+}
+
+diesel::joinable!(console_sessions -> console_users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(console_users, console_sessions);
+
+diesel::table! {
+    executor_load_samples (executor_id, sampled_at) {
+        executor_id -> Text,
+        sampled_at -> BigInt,
+        running -> Integer,
+        queued -> Integer,
+        capacity -> Integer,
+        cpu_percent -> Double,
+        mem_used_bytes -> BigInt,
+        mem_total_bytes -> BigInt,
+    }
+}

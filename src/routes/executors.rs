@@ -82,6 +82,8 @@ pub async fn heartbeat(
                 };
                 let row =
                     db::executors::record_heartbeat(conn, &beat.app, &beat.instance_id, &update)?;
+                // The console's load history.
+                db::executor_load::record(conn, &row, now)?;
                 Ok(db::fires::cancelled_on(
                     conn,
                     &executor_labels(&row),

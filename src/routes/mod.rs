@@ -76,6 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         .app_data(query_config())
         .app_data(path_config());
     mount_routes(cfg);
+    cfg.configure(crate::ui::configure);
     cfg.default_service(web::to(not_found));
 }
 
