@@ -661,6 +661,9 @@ async fn json_logs_are_json_lines_naming_fires_and_never_secrets() {
         cronhook()
             .args(["serve", "--listen", "127.0.0.1:0", "--database", &db_url])
             .env("CRONHOOK_LOG_FORMAT", "json")
+            // Every secret given: nothing is generated, so no first-start announcement
+            // (plain text on stderr) mixes into the JSON lines.
+            .env("CRONHOOK_ADMIN_PASSWORD", "console-password-123")
             .env("CRONHOOK_ADMIN_TOKEN", token)
             .env("CRONHOOK_SIGNING_SECRET", secret)
             .env("RUST_LOG", "info"),
