@@ -6,7 +6,7 @@ use rand::Rng;
 
 use crate::db::fires::{Finish, FireRow};
 use crate::db::{self, DbConnection};
-use crate::domain::{FireState, JobSpec, JobState};
+use crate::domain::{FireState, JobState};
 use crate::error::AppError;
 use crate::time::Millis;
 
@@ -35,17 +35,26 @@ pub fn end_fire(
             return Ok::<_, AppError>(Ended::default());
         }
         let state = FireState::parse(finish.state).unwrap_or(FireState::Failed);
-        let retry = if state.is_retryable_failure() {
-            schedule_retry(conn, fire, finish.finished_at)?
-        } else {
-            None
+        // The job is read once for the retry, the follow-ups and the metrics label; a
+        // job gone (or unreadable) gets neither a retry nor follow-ups.
+        let job_row = db::jobs::find(conn, &fire.job_id)?;
+        let job = job_row
+            .as_ref()
+            .and_then(|row| JobForDispatch::from_row(row).ok());
+        let retry = match &job {
+            Some(job) if state.is_retryable_failure() => {
+                schedule_retry(conn, fire, job, finish.finished_at)?
+            }
+            _ => None,
         };
         let failed_for_good = state.is_retryable_failure() && retry.is_none();
         // Broadcast shares end one by one; the follow-ups belong to the original share.
-        if fire.shard_index == 0 && (state == FireState::Succeeded || failed_for_good) {
-            follow_up(conn, fire, state, finish)?;
+        if let Some(job) = &job {
+            if fire.shard_index == 0 && (state == FireState::Succeeded || failed_for_good) {
+                follow_up(conn, fire, job, state, finish)?;
+            }
         }
-        let group = db::jobs::group_of(conn, &fire.job_id)?.unwrap_or_default();
+        let group = job_row.map(|row| row.group_name).unwrap_or_default();
         Ok(Ended {
             changed,
             retry,
@@ -66,16 +75,11 @@ pub const ALERT_URL_SETTING: &str = "alert_url";
 fn follow_up(
     conn: &mut DbConnection,
     fire: &FireRow,
+    job: &JobForDispatch,
     state: FireState,
     finish: &Finish,
 ) -> Result<(), AppError> {
-    let Some(job_row) = db::jobs::find(conn, &fire.job_id)? else {
-        return Ok(());
-    };
-    let Ok(spec) = serde_json::from_str::<JobSpec>(&job_row.spec) else {
-        return Ok(());
-    };
-    let key = format!("{}/{}", job_row.group_name, job_row.name);
+    let (spec, key) = (&job.spec, &job.key);
     let now = finish.finished_at;
     let children = if state == FireState::Succeeded {
         &spec.on_success
@@ -110,7 +114,7 @@ fn follow_up(
     if state == FireState::Succeeded {
         return Ok(());
     }
-    let url = match spec.alert_url {
+    let url = match spec.alert_url.clone() {
         Some(url) => Some(url),
         None => db::settings::get(conn, ALERT_URL_SETTING)?,
     };
@@ -149,30 +153,18 @@ fn follow_up(
 fn schedule_retry(
     conn: &mut DbConnection,
     fire: &FireRow,
+    job: &JobForDispatch,
     now: Millis,
 ) -> Result<Option<FireRow>, AppError> {
-    let Some(job_row) = db::jobs::find(conn, &fire.job_id)? else {
-        return Ok(None);
-    };
-    let spec: JobSpec = match serde_json::from_str(&job_row.spec) {
-        Ok(spec) => spec,
-        Err(_) => return Ok(None),
-    };
-    if fire.attempt as u32 >= spec.retry.max_attempts {
+    if fire.attempt as u32 >= job.spec.retry.max_attempts {
         return Ok(None);
     }
-    let job = JobForDispatch {
-        id: job_row.id.clone(),
-        key: String::new(),
-        version: job_row.version,
-        spec,
-    };
     let wait = job
         .spec
         .retry
         .backoff_after(fire.attempt as u32, rand::thread_rng().gen::<f64>());
     let mut row = new_fire_row(
-        &job,
+        job,
         fire.trigger_id.as_deref(),
         fire.attempt + 1,
         fire.scheduled_at,
