@@ -454,22 +454,7 @@ fn check_children(conn: &mut DbConnection, key: &str, spec: &JobSpec) -> AppResu
     if spec.on_success.is_empty() && spec.on_failure.is_empty() {
         return Ok(());
     }
-    let filter = db::jobs::JobFilter {
-        limit: i64::MAX,
-        ..Default::default()
-    };
-    let mut children: HashMap<String, Vec<String>> = HashMap::new();
-    for row in db::jobs::list(conn, &filter)?.0 {
-        let other: JobSpec = serde_json::from_str(&row.spec)
-            .map_err(|e| AppError::Internal(format!("job {} spec: {e}", row.id)))?;
-        let edges = other
-            .on_success
-            .iter()
-            .chain(&other.on_failure)
-            .cloned()
-            .collect();
-        children.insert(format!("{}/{}", row.group_name, row.name), edges);
-    }
+    let mut children = child_links(conn)?;
     let own: Vec<String> = spec
         .on_success
         .iter()
@@ -527,23 +512,13 @@ fn path_between(
 /// A job other jobs name as a child keeps its key (renaming or deleting it would
 /// leave them pointing at nothing).
 fn refuse_if_named_as_child(conn: &mut DbConnection, key: &str) -> AppResult<()> {
-    let filter = db::jobs::JobFilter {
-        limit: i64::MAX,
-        ..Default::default()
-    };
-    let mut parents = Vec::new();
-    for row in db::jobs::list(conn, &filter)?.0 {
-        let spec: JobSpec = serde_json::from_str(&row.spec)
-            .map_err(|e| AppError::Internal(format!("job {} spec: {e}", row.id)))?;
-        if spec
-            .on_success
-            .iter()
-            .chain(&spec.on_failure)
-            .any(|c| c == key)
-        {
-            parents.push(format!("{}/{}", row.group_name, row.name));
-        }
-    }
+    let mut parents: Vec<String> = child_links(conn)?
+        .into_iter()
+        .filter(|(_, children)| children.iter().any(|c| c == key))
+        .map(|(parent, _)| parent)
+        .collect();
+    // Listed as the job list orders them: by group, then name.
+    parents.sort_by(|a, b| a.split_once('/').cmp(&b.split_once('/')));
     if parents.is_empty() {
         return Ok(());
     }
@@ -551,4 +526,20 @@ fn refuse_if_named_as_child(conn: &mut DbConnection, key: &str) -> AppResult<()>
         "job {key} is a child job of {}; remove it from their on_success/on_failure first",
         parents.join(", ")
     )))
+}
+
+/// Every job's key with the jobs it names as children (on success or on failure).
+fn child_links(conn: &mut DbConnection) -> AppResult<HashMap<String, Vec<String>>> {
+    let filter = db::jobs::JobFilter {
+        limit: i64::MAX,
+        ..Default::default()
+    };
+    let mut links = HashMap::new();
+    for row in db::jobs::list(conn, &filter)?.0 {
+        let spec: JobSpec = serde_json::from_str(&row.spec)
+            .map_err(|e| AppError::Internal(format!("job {} spec: {e}", row.id)))?;
+        let children = spec.on_success.into_iter().chain(spec.on_failure).collect();
+        links.insert(format!("{}/{}", row.group_name, row.name), children);
+    }
+    Ok(links)
 }
