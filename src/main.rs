@@ -1,9 +1,29 @@
+use std::io::Write;
+
 use clap::Parser;
 
 fn main() {
     let cli = cronhook::cli::Cli::parse();
-    if let Err(e) = cronhook::cli::run(cli) {
-        eprintln!("cronhook: {e}");
-        std::process::exit(e.exit_code());
-    }
+    let code = match cronhook::cli::run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cronhook: {e}");
+            e.exit_code()
+        }
+    };
+    exit_without_atexit_handlers(code);
+}
+
+/// Ends the process once everything cronhook owns is finished and flushed, without
+/// running C `atexit` handlers. The connection pool's worker threads (r2d2) may still
+/// be opening a PostgreSQL connection when `main` returns; libpq then creates an
+/// OpenSSL context while OpenSSL's own exit handler is tearing OpenSSL down, which
+/// crashed `cronhook migrate` with SIGSEGV about one run in three. Nothing cronhook
+/// needs is left to those handlers: the database work is committed and logs go
+/// straight to stderr.
+fn exit_without_atexit_handlers(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; stdout and stderr were flushed above.
+    unsafe { libc::_exit(code) }
 }
