@@ -170,10 +170,10 @@ pub fn fence_for_dispatch(
     now: i64,
 ) -> QueryResult<Vec<String>> {
     macro_rules! fence {
-        () => {
+        ($ids:expr) => {
             diesel::update(
                 fires::table
-                    .filter(fires::id.eq_any(ids))
+                    .filter(fires::id.eq_any($ids))
                     .filter(fires::state.eq("fired"))
                     .filter(fires::dispatched_at.is_null())
                     .filter(fires::owner_node.eq(node)),
@@ -182,10 +182,14 @@ pub fn fence_for_dispatch(
             .returning(fires::id)
         };
     }
-    match conn {
-        DbConnection::Postgresql(pg) => fence!().get_results(pg),
-        DbConnection::Sqlite(lite) => fence!().get_results(lite),
+    let mut fenced = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(super::MAX_IDS_PER_STATEMENT) {
+        fenced.extend(match conn {
+            DbConnection::Postgresql(pg) => fence!(chunk).get_results::<String>(pg)?,
+            DbConnection::Sqlite(lite) => fence!(chunk).get_results::<String>(lite)?,
+        });
     }
+    Ok(fenced)
 }
 
 /// Whether a queued job's fire must wait its turn: another fire of the job is out

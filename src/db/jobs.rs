@@ -68,10 +68,16 @@ pub fn find_by_key(
 }
 
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<JobRow>> {
-    jobs::table
-        .filter(jobs::id.eq_any(ids))
-        .select(JobRow::as_select())
-        .load(conn)
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(super::MAX_IDS_PER_STATEMENT) {
+        rows.extend(
+            jobs::table
+                .filter(jobs::id.eq_any(chunk))
+                .select(JobRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
 }
 
 #[derive(Debug, Default, Clone)]

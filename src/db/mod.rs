@@ -35,6 +35,11 @@ pub enum DbConnection {
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 /// PostgreSQL advisory lock held while migrating ("cronhook" in ASCII, as a number).
+/// Most ids bound in one `IN (…)` list. SQLite refuses a statement with more than
+/// 32,766 parameters and PostgreSQL more than 65,535; a backlog (a long outage, a huge
+/// wave) can exceed both, so id lists are sent in chunks of this size.
+pub const MAX_IDS_PER_STATEMENT: usize = 2_000;
+
 const MIGRATION_LOCK_KEY: i64 = 0x63_72_6f_6e_68_6f_6f_6b;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ pub mod sweeper;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,14 @@ use crate::dispatch::Dispatcher;
 use crate::error::AppError;
 use crate::time::{now_ms, Millis};
 use claim::{claim_due_triggers, claim_pending_fires, take_due_for_dispatch, ClaimWindow, DueFire};
+
+/// Fires sent out in one dispatch wave at most: the fence is one transaction per
+/// wave, and a bounded wave lets sending start while later fires are still fenced.
+const MAX_WAVE: usize = 2_000;
+/// Claimed fires held in memory at most. Beyond it the claim loop waits: under
+/// overload the backlog stays in the database (where the misfire policy decides)
+/// instead of growing in memory.
+const MAX_HELD: usize = 30_000;
 
 /// Shared, thread-safe view of a running scheduler: wake it, ask whether it is alive.
 #[derive(Clone)]
@@ -102,6 +110,7 @@ impl Scheduler {
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let held = Arc::new(AtomicUsize::new(0));
         let concurrency = settings.dispatch_concurrency.min(Semaphore::MAX_PERMITS) as u32;
         let in_flight = Arc::new(Semaphore::new(concurrency as usize));
         let wake_for_retry = handle.clone();
@@ -121,6 +130,7 @@ impl Scheduler {
                 settings.clone(),
                 handle.clone(),
                 queue_tx,
+                held.clone(),
                 stop_rx.clone(),
             )),
             actix_rt::spawn(timer_loop(
@@ -130,6 +140,7 @@ impl Scheduler {
                 dispatcher,
                 in_flight.clone(),
                 queue_rx,
+                held,
                 stop_rx.clone(),
             )),
             actix_rt::spawn(sweeper::membership_loop(
@@ -196,6 +207,7 @@ async fn claim_loop(
     settings: SchedulerSettings,
     handle: SchedulerHandle,
     queue: mpsc::UnboundedSender<DueFire>,
+    held: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
     let node: String = handle.node_id.to_string();
@@ -203,6 +215,15 @@ async fn claim_loop(
     loop {
         if *stop.borrow() {
             break;
+        }
+        if held.load(Ordering::Relaxed) >= MAX_HELD {
+            // Dispatching is behind; claim again once it has caught up a little.
+            handle.last_round_at.store(now_ms(), Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(settings.poll_interval_ms.min(100))) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
         }
         let now = now_ms();
         let window = ClaimWindow {
@@ -233,6 +254,7 @@ async fn claim_loop(
                 handle.database_ok.store(true, Ordering::Relaxed);
                 handle.last_round_at.store(now_ms(), Ordering::Relaxed);
                 backoff_ms = 100;
+                held.fetch_add(due.len(), Ordering::Relaxed);
                 for fire in due {
                     if queue.send(fire).is_err() {
                         return;
@@ -270,6 +292,7 @@ async fn timer_loop(
     dispatcher: Rc<Dispatcher>,
     in_flight: Arc<Semaphore>,
     mut queue: mpsc::UnboundedReceiver<DueFire>,
+    held: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut heap: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
@@ -287,11 +310,12 @@ async fn timer_loop(
             _ = tokio::time::sleep(wait), if !heap.is_empty() => {
                 let now = now_ms();
                 let mut wave = Vec::new();
-                while heap.peek().is_some_and(|Reverse(held)| held.at <= now) {
-                    if let Some(Reverse(held)) = heap.pop() {
-                        wave.push(held.due);
+                while wave.len() < MAX_WAVE && heap.peek().is_some_and(|Reverse(next)| next.at <= now) {
+                    if let Some(Reverse(next)) = heap.pop() {
+                        wave.push(next.due);
                     }
                 }
+                let popped = wave.len();
                 if let Err(wave) = dispatch_wave(&db, &node, &settings, &dispatcher, &in_flight, wave).await {
                     // Not sent and still ours in the database: look again shortly.
                     let at = now_ms() + fence_backoff_ms;
@@ -299,6 +323,7 @@ async fn timer_loop(
                     fence_backoff_ms = (fence_backoff_ms * 2).min(5_000);
                 } else {
                     fence_backoff_ms = 100;
+                    held.fetch_sub(popped, Ordering::Relaxed);
                 }
             }
             _ = stop.changed() => break,
