@@ -521,3 +521,28 @@ pub fn last_attempt(conn: &mut DbConnection, fire: &FireRow) -> QueryResult<i32>
         .first(conn)?;
     Ok(highest.unwrap_or(fire.attempt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    /// A backlog larger than SQLite's 32,766 bound parameters once made every fence
+    /// fail ("too many SQL variables") and the node never caught up.
+    #[test]
+    fn id_lists_beyond_the_parameter_limit_are_sent_in_chunks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("chunks.db").display());
+        let db = Db::open(&url).expect("db opens");
+        db.run_migrations().expect("migrations apply");
+        let mut conn = db.write().expect("a connection");
+        let ids: Vec<String> = (0..40_000).map(|i| format!("no-such-fire-{i}")).collect();
+        let fenced = fence_for_dispatch(&mut conn, "node", &ids, 0).expect("fence runs");
+        assert!(fenced.is_empty());
+        let jobs = crate::db::jobs::find_many(&mut conn, &ids).expect("job lookup runs");
+        assert!(jobs.is_empty());
+        let triggers =
+            crate::db::triggers::find_many(&mut conn, &ids).expect("trigger lookup runs");
+        assert!(triggers.is_empty());
+    }
+}
