@@ -261,7 +261,7 @@ impl TriggerSpec {
                 Some(start + index * interval)
             }
             TriggerKind::Cron => {
-                let expr = CronExpr::parse(self.expression.as_deref()?).ok()?;
+                let expr = CronExpr::parse_cached(self.expression.as_deref()?).ok()?;
                 let tz: Tz = self.time_zone.as_deref().unwrap_or("UTC").parse().ok()?;
                 let after = crate::time::to_datetime(after);
                 expr.next_after(after, tz).map(|t| t.timestamp_millis())
