@@ -127,16 +127,11 @@ impl Runtime {
             result,
             created_at: Utc::now(),
         };
-        let outbox = self.inner.outbox.clone();
-        let to_store = entry.clone();
-        // fsync may take a while: keep it off this thread, where handlers run.
-        let stored = tokio::task::spawn_blocking(move || outbox.store(&to_store)).await;
-        match stored {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::error!(
+        // The outbox's own writer thread does the fsyncs, for many results at once.
+        if let Err(e) = self.inner.outbox.store(entry.clone()).await {
+            log::error!(
                 "fire {id}: could not store its result in the outbox ({e}); delivering from memory only"
-            ),
-            Err(e) => log::error!("fire {id}: outbox write did not complete ({e}); delivering from memory only"),
+            );
         }
         match entry.result.status {
             ResultStatus::Succeeded => Counters::bump(&self.inner.counters.succeeded),
