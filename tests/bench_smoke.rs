@@ -85,6 +85,38 @@ fn a_short_sqlite_run_delivers_every_instant_exactly_once() {
 }
 
 #[test]
+fn a_spread_sync_run_delivers_every_instant_exactly_once() {
+    let out = bench()
+        .args([
+            "--jobs",
+            "50",
+            "--duration",
+            "3",
+            "--warmup",
+            "2",
+            "--drain",
+            "10",
+            "--sink",
+            "sync",
+            "--create",
+            "bulk",
+            "--spread",
+        ])
+        .output()
+        .expect("cronhook-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}\n{stderr}");
+    let fields = summary(&stdout);
+    assert_eq!(fields["spread"], "true");
+    assert_eq!(fields["sink"], "sync");
+    assert_eq!(number(&fields, "expected_fps"), 50.0);
+    assert_eq!(number(&fields, "dup"), 0.0, "{stdout}\n{stderr}");
+    assert_eq!(number(&fields, "missing"), 0.0, "{stdout}\n{stderr}");
+    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+}
+
+#[test]
 fn bad_arguments_are_refused_with_a_message() {
     let out = bench()
         .args(["--nodes", "2"])
@@ -101,4 +133,12 @@ fn bad_arguments_are_refused_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--schedule"), "{stderr}");
+
+    let out = bench()
+        .args(["--spread"])
+        .output()
+        .expect("cronhook-bench runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--spread"), "{stderr}");
 }

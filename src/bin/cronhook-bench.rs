@@ -90,6 +90,12 @@ struct Args {
     /// How throughput jobs are created.
     #[arg(long, value_enum, default_value_t = Create::Api)]
     create: Create,
+    /// Throughput: spread the jobs' instants evenly over each second (job i fires at
+    /// i*1000/N ms past every second, an interval trigger) instead of all at the whole
+    /// second: a steady stream rather than one burst a second. Needs `--create bulk`
+    /// and the default schedule.
+    #[arg(long)]
+    spread: bool,
     /// Concurrent `POST /api/v1/jobs` requests while creating jobs through the API.
     #[arg(long, default_value_t = 8)]
     create_concurrency: usize,
@@ -204,7 +210,34 @@ fn check_args(args: &Args) -> BenchResult<()> {
             )));
         }
     }
+    if args.spread && (args.create != Create::Bulk || args.schedule != "* * * * * ?") {
+        return Err(BenchError::Usage(
+            "--spread needs --create bulk and the default --schedule".into(),
+        ));
+    }
     every_second_spec(&args.schedule).map(|_| ())
+}
+
+/// Where job `index` of `jobs` fires within each second under `--spread` (ms).
+fn spread_offset(index: usize, jobs: usize) -> i64 {
+    (index as i64 * 1000) / jobs.max(1) as i64
+}
+
+/// Every second at `offset_ms` past it, as an interval trigger.
+fn spread_spec(offset_ms: i64) -> TriggerSpec {
+    TriggerSpec {
+        kind: cronhook::domain::TriggerKind::Interval,
+        expression: None,
+        time_zone: None,
+        at: None,
+        interval_ms: Some(1000),
+        start_at: Some(offset_ms),
+        repeat_count: None,
+        misfire: Default::default(),
+        misfire_threshold_ms: None,
+        calendar: None,
+        calendar_rules: None,
+    }
 }
 
 /// The validated trigger spec of a cron expression, exactly as the server would store it.
@@ -877,9 +910,11 @@ struct Delivery {
 /// Duplicates and missing (job, instant) pairs among `jobs` for instants in
 /// [from, until), lateness of the first arrival of each, and arrivals (any job)
 /// whose arrival time falls in the window.
+/// `offsets[i]` (ms) is added to every expected instant of `jobs[i]` (`--spread`).
 fn delivery(
     arrivals: &[(String, i64, i64)],
     jobs: &[String],
+    offsets: &[i64],
     expected: &[i64],
     from: i64,
     until: i64,
@@ -906,8 +941,9 @@ fn delivery(
         lag: Vec::with_capacity(seen.len()),
         examples: Vec::new(),
     };
-    for job in jobs {
-        for instant in expected {
+    for (job, offset) in jobs.iter().zip(offsets.iter().chain(std::iter::repeat(&0))) {
+        for instant in expected.iter().map(|at| at + offset) {
+            let instant = &instant;
             match seen.get(&(job.as_str(), *instant)) {
                 None => {
                     d.missing += 1;
@@ -1115,6 +1151,7 @@ async fn throughput(
         let url = workspace.database_url.clone();
         let names = names.clone();
         let spec = spec.clone();
+        let spread = args.spread;
         tokio::task::spawn_blocking(move || -> BenchResult<usize> {
             let mut raw = Raw::open(&url)?;
             // The bench's own bulk load, not a measured write: no fsync per statement.
@@ -1123,14 +1160,25 @@ async fn throughput(
             }
             let now = now_ms();
             let next = spec.first_at_or_after(now + 2_000);
+            let jobs = names.len();
             bulk_insert(
                 &mut raw,
-                names.into_iter().map(|name| BulkJob {
-                    group: "bench".into(),
-                    name,
-                    job_spec: job_spec.clone(),
-                    trigger_spec: trigger_spec.clone(),
-                    next_fire_at: next,
+                names.into_iter().enumerate().map(|(i, name)| {
+                    let (trigger_spec, next_fire_at) = if spread {
+                        let spec = spread_spec(spread_offset(i, jobs));
+                        let text: Arc<str> =
+                            serde_json::to_string(&spec).unwrap_or_default().into();
+                        (text, spec.first_at_or_after(now + 2_000))
+                    } else {
+                        (trigger_spec.clone(), next)
+                    };
+                    BulkJob {
+                        group: "bench".into(),
+                        name,
+                        job_spec: job_spec.clone(),
+                        trigger_spec,
+                        next_fire_at,
+                    }
                 }),
                 now,
                 |_| {},
@@ -1187,7 +1235,20 @@ async fn throughput(
         Duration::from_secs(args.drain),
     )
     .await?;
-    let d = delivery(&arrivals.snapshot(), &keys, &expected, from, until);
+    let offsets: Vec<i64> = (0..keys.len())
+        .map(|i| match args.spread {
+            true => spread_offset(i, keys.len()),
+            false => 0,
+        })
+        .collect();
+    let d = delivery(
+        &arrivals.snapshot(),
+        &keys,
+        &offsets,
+        &expected,
+        from,
+        until,
+    );
     let rss_peak = nodes
         .iter()
         .filter_map(|n| status_mb(n.pid(), "VmHWM:"))
@@ -1212,11 +1273,12 @@ async fn throughput(
     let expected_fps = d.expected as f64 / secs;
     let achieved_fps = d.arrived_in_window as f64 / secs;
     println!(
-        "scenario=throughput backend={} nodes={} sink={} create={} jobs={} schedule={:?} duration_s={} expected_fps={:.0} achieved_fps={:.0} lag_p50_ms={} lag_p90_ms={} lag_p99_ms={} lag_max_ms={} completion_p50_ms={} completion_p99_ms={} completion_max_ms={} succeeded={} not_succeeded={} still_open={} dup={} missing={} cpu_s={:.1} cpu_pct={:.0} rss_peak_mb={:.0} commit={}",
+        "scenario=throughput backend={} nodes={} sink={} create={} spread={} jobs={} schedule={:?} duration_s={} expected_fps={:.0} achieved_fps={:.0} lag_p50_ms={} lag_p90_ms={} lag_p99_ms={} lag_max_ms={} completion_p50_ms={} completion_p99_ms={} completion_max_ms={} succeeded={} not_succeeded={} still_open={} dup={} missing={} cpu_s={:.1} cpu_pct={:.0} rss_peak_mb={:.0} commit={}",
         workspace.backend(),
         args.nodes,
         match args.sink { Sink::Callback => "callback", Sink::Sync => "sync" },
         match args.create { Create::Api => "api", Create::Bulk => "bulk" },
+        args.spread,
         args.jobs,
         args.schedule,
         args.duration,
@@ -1432,7 +1494,7 @@ async fn scale(
         Duration::from_secs(args.drain),
     )
     .await;
-    let d = delivery(&arrivals.snapshot(), &due_keys, &expected, from, until);
+    let d = delivery(&arrivals.snapshot(), &due_keys, &[], &expected, from, until);
     for example in &d.examples {
         eprintln!("  {example}");
     }
@@ -1499,7 +1561,7 @@ mod tests {
             ("bench/a".to_string(), 2000, 2050),
             ("bench/b".to_string(), 1000, 1010),
         ];
-        let d = delivery(&arrivals, &jobs, &expected, 1000, 3000);
+        let d = delivery(&arrivals, &jobs, &[], &expected, 1000, 3000);
         assert_eq!(d.duplicates, 1);
         assert_eq!(d.missing, 1);
         assert_eq!(d.lag, vec![1, 3, 10]);

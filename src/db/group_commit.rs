@@ -70,6 +70,28 @@ impl GroupCommit {
     }
 }
 
+impl GroupCommit {
+    /// Runs `f` in the next batch and answers as soon as it ran, before the batch is
+    /// committed (see `Db::run_answered_before_commit`).
+    pub async fn run_answered_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |conn: &mut DbConnection| {
+            let _ = tx.send(f(conn));
+            Box::new(|_commit_error: Option<String>| {})
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(DbError::Task("the database writer has stopped".into())))?;
+        rx.await
+            .map_err(|_| E::from(DbError::Task("the database writer dropped a write".into())))?
+    }
+}
+
 fn writer(pool: Pool, queue: mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];

@@ -303,6 +303,23 @@ impl Db {
         })
         .await?
     }
+
+    /// A write whose caller may act on its result before it is durable: on SQLite it
+    /// is answered as soon as it ran in the writer's open batch, without waiting for
+    /// the batch's fsync. Only for writes where losing them in a crash changes nothing
+    /// a restart would not redo anyway (the dispatch fence: a fire marked sent but not
+    /// answered is sent again after a restart either way). On PostgreSQL, as `run`.
+    pub async fn run_answered_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + From<tokio::task::JoinError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    {
+        match &self.group_commit {
+            Some(writer) => writer.run_answered_before_commit(f).await,
+            None => self.run(true, f).await,
+        }
+    }
 }
 
 /// How long a write recording what already happened (a target's answer) keeps trying

@@ -358,8 +358,11 @@ async fn dispatch_wave(
     // The fence needs the fires themselves (job policy, trigger); hand them over and back.
     let wave = Arc::new(wave);
     let for_fence = wave.clone();
+    // Sending need not wait for the fence's fsync: if the node dies before it is
+    // durable, the fires are unsent on disk and go out again, as they would if it died
+    // after (sent, unanswered fires are re-sent with the same fire id).
     let taken = db
-        .run(true, move |conn| {
+        .run_answered_before_commit(move |conn| {
             take_due_for_dispatch(conn, &node_id, &for_fence, &window)
         })
         .await;
