@@ -259,3 +259,68 @@ async fn cron_preview_lists_next_times_and_explains() {
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn search_finds_substrings_of_group_name_and_description_and_follows_changes() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut settle = valid_job("settle-payments");
+    settle["group"] = json!("billing");
+    settle["description"] = json!("Closes the day's \"card\" ledger");
+    let settle = app.create_job(settle).await;
+    app.create_job(valid_job("scan-servers")).await;
+    app.create_job(valid_job("sync-policies")).await;
+
+    for (q, expected) in [
+        ("payments", vec!["settle-payments"]), // inside the name
+        ("PAYMENT", vec!["settle-payments"]),  // any case
+        ("illin", vec!["settle-payments"]),    // inside the group
+        ("\"card\"", vec!["settle-payments"]), // quotes in the description
+        ("nightly", vec!["scan-servers", "sync-policies"]),
+        ("e-", vec!["settle-payments"]), // two characters: scanned, same answer
+        ("no-such-text", vec![]),
+        ("50%", vec![]), // LIKE wildcards are plain text
+    ] {
+        let (status, page) = app.get(&format!("/api/v1/jobs?q={}", urlencode(q))).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(names(&page), expected, "q={q}: {page}");
+        assert_eq!(page["total"], expected.len(), "q={q}: {page}");
+    }
+
+    // A renamed job is found by its new name only; a deleted one not at all.
+    let id = settle["id"].as_str().unwrap();
+    let mut renamed = valid_job("settle-invoices");
+    renamed["group"] = json!("billing");
+    let (status, body) = app
+        .call("PUT", &format!("/api/v1/jobs/{id}"), Some(renamed))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = app.get("/api/v1/jobs?q=payments").await;
+    assert_eq!(page["total"], 0, "{page}");
+    let (_, page) = app.get("/api/v1/jobs?q=invoice").await;
+    assert_eq!(names(&page), ["settle-invoices"]);
+    let (status, _) = app
+        .call("DELETE", &format!("/api/v1/jobs/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (_, page) = app.get("/api/v1/jobs?q=invoice").await;
+    assert_eq!(page["total"], 0, "{page}");
+    app.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

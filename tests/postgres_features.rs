@@ -223,3 +223,55 @@ async fn executor_pool_routing_and_queue_policy() {
     }
     app.stop().await;
 }
+
+/// `?q=` on PostgreSQL: substrings of group, name or description, answered with the
+/// pg_trgm indexes of migration 6 (which the migration created here).
+#[actix_web::test]
+async fn job_search_uses_trigram_indexes() {
+    let Some(pg) = TempPostgres::create("postgres_features::search") else {
+        return;
+    };
+    let dir = temp_dir();
+    let app = spawn_app_with(settings_on(&pg, dir.path()));
+    for (group, name, description) in [
+        ("billing", "settle-payments", "closes the day's ledger"),
+        ("ops", "scan-servers", "nightly scan"),
+    ] {
+        app.create_job(json!({
+            "group": group,
+            "name": name,
+            "description": description,
+            "mode": "sync",
+            "target": { "url": "http://127.0.0.1:9/hook" },
+            "triggers": [{ "kind": "cron", "expression": "0 0 3 * * ?" }],
+        }))
+        .await;
+    }
+    for (q, expected) in [
+        ("payments", Some("settle-payments")),
+        ("illin", Some("settle-payments")),
+        ("nightly", Some("scan-servers")),
+        ("50%", None),
+    ] {
+        let (status, page) = app.get(&format!("/api/v1/jobs?q={q}")).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], expected.map_or(0, |_| 1), "q={q}: {page}");
+        if let Some(name) = expected {
+            assert_eq!(page["items"][0]["name"], name, "q={q}: {page}");
+        }
+    }
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::PgConnection::establish(&pg.url).expect("connects");
+    let indexes: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'jobs' AND indexname LIKE '%_trgm'",
+    )
+    .get_result(&mut conn)
+    .expect("pg_indexes answers");
+    assert_eq!(indexes.n, 3, "the three trigram indexes exist");
+    app.stop().await;
+}

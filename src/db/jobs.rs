@@ -90,7 +90,20 @@ pub struct JobFilter {
     pub offset: i64,
 }
 
+/// Shortest text the SQLite trigram index can find; shorter searches scan.
+const MIN_INDEXED_SEARCH_CHARS: usize = 3;
+
 pub fn list(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<(Vec<JobRow>, i64)> {
+    // SQLite answers substring searches from the trigram index of migration 6;
+    // PostgreSQL's LIKE below uses its pg_trgm indexes where they exist.
+    let indexed_text = match conn {
+        DbConnection::Sqlite(_) => filter
+            .text
+            .as_ref()
+            .filter(|t| t.chars().count() >= MIN_INDEXED_SEARCH_CHARS)
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\""))),
+        DbConnection::Postgresql(_) => None,
+    };
     let build = || {
         let mut query = jobs::table.into_boxed();
         if let Some(group) = &filter.group {
@@ -99,7 +112,17 @@ pub fn list(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<(Vec<Job
         if let Some(state) = &filter.state {
             query = query.filter(jobs::state.eq(state.clone()));
         }
-        if let Some(text) = &filter.text {
+        if let Some(phrase) = &indexed_text {
+            use diesel::sql_types::{Bool, Text};
+            query = query.filter(
+                diesel::dsl::sql::<Bool>(
+                    "jobs.id IN (SELECT k.job_id FROM job_search_keys k WHERE k.seq IN \
+                     (SELECT rowid FROM job_search WHERE job_search MATCH ",
+                )
+                .bind::<Text, _>(phrase.clone())
+                .sql("))"),
+            );
+        } else if let Some(text) = &filter.text {
             let pattern = format!(
                 "%{}%",
                 text.replace('\\', "\\\\")
