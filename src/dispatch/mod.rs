@@ -32,7 +32,8 @@ pub struct Dispatcher {
     secret: Arc<Vec<u8>>,
     callback_base: String,
     dispatch_timeout: Duration,
-    /// Called when a retry was scheduled, so the claim loop picks it up at its instant.
+    /// Called when a retry or child fires were recorded, so the claim loop picks them up
+    /// at their instant.
     on_retry: Box<dyn Fn()>,
     executor_timeout_ms: u64,
     /// Round-robin positions per job.
@@ -632,7 +633,7 @@ impl Dispatcher {
             .db
             .run_until_recorded(move |conn| end_fire(conn, &fire, &["fired", "running"], &finish))
             .await?;
-        if let Some(retry) = ended.retry {
+        if let Some(retry) = &ended.retry {
             log::info!(
                 "fire {} job {}: attempt {} scheduled at {}",
                 due.fire.id,
@@ -640,6 +641,8 @@ impl Dispatcher {
                 retry.attempt,
                 crate::time::to_rfc3339(retry.due_at)
             );
+        }
+        if ended.made_new_work() {
             (self.on_retry)();
         }
         Ok(())

@@ -154,7 +154,7 @@ pub struct WriteBackAccepted {
 /// The metrics label of a write-back's answer (a fixed set).
 fn write_back_label(answer: &AppResult<(WriteBackResult, HttpResponse)>) -> &'static str {
     match answer {
-        Ok((WriteBackResult::Recorded, _)) => "recorded",
+        Ok((WriteBackResult::Recorded { .. }, _)) => "recorded",
         Ok((WriteBackResult::Repeat, _)) => "repeat",
         Ok((WriteBackResult::AfterCancel, _)) => "after_cancel",
         Err(AppError::Conflict(_)) => "conflict",
@@ -183,8 +183,10 @@ async fn take_write_back(
             apply_write_back(conn, &fire_id, &result, now_ms())
         })
         .await?;
-    if outcome == WriteBackResult::Recorded {
-        // Only for the log line, on a reader so the (SQLite) writer is not held for it.
+    let recorded = matches!(outcome, WriteBackResult::Recorded { .. });
+    if recorded && log::log_enabled!(log::Level::Info) {
+        // Only for the log line (a read per result, so skipped when info is off), on a
+        // reader so the (SQLite) writer is not held for it.
         let fire_id = id.clone();
         let job = state
             .db
@@ -196,7 +198,9 @@ async fn take_write_back(
             .flatten()
             .unwrap_or_else(|| "(unknown)".into());
         log::info!("fire {id} job {job}: result recorded");
-        // A failure may have scheduled a retry.
+    }
+    if outcome == (WriteBackResult::Recorded { new_work: true }) {
+        // A retry or child fires are due: look now rather than at the next poll.
         state.scheduler.wake();
     }
     let response = HttpResponse::Ok().json(WriteBackAccepted {

@@ -17,8 +17,17 @@ pub struct Ended {
     /// False when another writer ended the fire first.
     pub changed: bool,
     pub retry: Option<FireRow>,
+    /// Child jobs' fires recorded (due now).
+    pub children: usize,
     /// The job's group, for metrics (set when `changed`).
     pub group: String,
+}
+
+impl Ended {
+    /// A retry or child fires were recorded: the claim loop should look now.
+    pub fn made_new_work(&self) -> bool {
+        self.retry.is_some() || self.children > 0
+    }
 }
 
 /// Moves `fire` from one of `from` to `finish.state`; schedules a retry at its backoff
@@ -49,15 +58,17 @@ pub fn end_fire(
         };
         let failed_for_good = state.is_retryable_failure() && retry.is_none();
         // Broadcast shares end one by one; the follow-ups belong to the original share.
+        let mut children = 0;
         if let Some(job) = &job {
             if fire.shard_index == 0 && (state == FireState::Succeeded || failed_for_good) {
-                follow_up(conn, fire, job, state, finish)?;
+                children = follow_up(conn, fire, job, state, finish)?;
             }
         }
         let group = job_row.map(|row| row.group_name).unwrap_or_default();
         Ok(Ended {
             changed,
             retry,
+            children,
             group,
         })
     })?;
@@ -72,13 +83,15 @@ pub const ALERT_URL_SETTING: &str = "alert_url";
 
 /// After a fire's final outcome: records the child jobs' fires (due now) and, for a
 /// failure, the alert — in the transaction that ends the fire, so neither is lost.
+/// Returns how many child fires were recorded.
 fn follow_up(
     conn: &mut DbConnection,
     fire: &FireRow,
     job: &JobForDispatch,
     state: FireState,
     finish: &Finish,
-) -> Result<(), AppError> {
+) -> Result<usize, AppError> {
+    let mut recorded = 0;
     let (spec, key) = (&job.spec, &job.key);
     let now = finish.finished_at;
     let children = if state == FireState::Succeeded {
@@ -104,7 +117,7 @@ fn follow_up(
             "run as a child of {key} (fire {} {state})",
             fire.id
         ));
-        db::fires::insert_new(conn, std::slice::from_ref(&row))?;
+        recorded += db::fires::insert_new(conn, std::slice::from_ref(&row))?.len();
         log::info!(
             "fire {} job {key}: {state}; child job {child} fire {} recorded",
             fire.id,
@@ -112,14 +125,14 @@ fn follow_up(
         );
     }
     if state == FireState::Succeeded {
-        return Ok(());
+        return Ok(recorded);
     }
     let url = match spec.alert_url.clone() {
         Some(url) => Some(url),
         None => db::settings::get(conn, ALERT_URL_SETTING)?,
     };
     let Some(url) = url else {
-        return Ok(());
+        return Ok(recorded);
     };
     let body = serde_json::json!({
         "event": "fire.failed",
@@ -147,7 +160,7 @@ fn follow_up(
             last_error: None,
         },
     )?;
-    Ok(())
+    Ok(recorded)
 }
 
 fn schedule_retry(
@@ -182,8 +195,9 @@ fn schedule_retry(
 /// How a write-back was taken.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteBackResult {
-    /// The fire was open and now has this result.
-    Recorded,
+    /// The fire was open and now has this result; `new_work`: a retry or child fires
+    /// were recorded with it.
+    Recorded { new_work: bool },
     /// The same result was already stored (a retried delivery).
     Repeat,
     /// The fire was cancelled while it ran; the executor's result (usually its report
@@ -228,8 +242,11 @@ pub fn apply_write_back(
             reported_finished_at: result.finished_at.map(|t| t.timestamp_millis()),
             ..Default::default()
         };
-        if end_fire(conn, &fire, &["fired", "running"], &finish)?.changed {
-            return Ok(WriteBackResult::Recorded);
+        let ended = end_fire(conn, &fire, &["fired", "running"], &finish)?;
+        if ended.changed {
+            return Ok(WriteBackResult::Recorded {
+                new_work: ended.made_new_work(),
+            });
         }
     }
     // Already terminal (possibly just now, by another writer): compare.
