@@ -69,6 +69,8 @@ pub async fn create(
 pub struct ListQuery {
     group: Option<String>,
     state: Option<String>,
+    /// Text found anywhere in the group, name or description (any case). Answered
+    /// from a trigram index (3 characters or more; shorter text scans the jobs).
     q: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
