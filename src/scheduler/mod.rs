@@ -25,6 +25,11 @@ use claim::{claim_due_triggers, claim_pending_fires, take_due_for_dispatch, Clai
 /// Fires sent out in one dispatch wave at most: the fence is one transaction per
 /// wave, and a bounded wave lets sending start while later fires are still fenced.
 const MAX_WAVE: usize = 2_000;
+/// How long before its instant a held fire passes the dispatch fence; the send itself
+/// waits for the instant. The fence is a write, and on SQLite it queues behind the
+/// writer's current batch and its fsync (several ms): fencing a little ahead keeps that
+/// wait out of the firing lag.
+const FENCE_LEAD_MS: i64 = 20;
 /// Claimed fires held in memory at most. Beyond it the claim loop waits: under
 /// overload the backlog stays in the database (where the misfire policy decides)
 /// instead of growing in memory.
@@ -300,7 +305,9 @@ async fn timer_loop(
     loop {
         let wait = heap
             .peek()
-            .map(|Reverse(next)| Duration::from_millis((next.at - now_ms()).max(0) as u64))
+            .map(|Reverse(next)| {
+                Duration::from_millis((next.at - FENCE_LEAD_MS - now_ms()).max(0) as u64)
+            })
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             received = queue.recv() => match received {
@@ -310,7 +317,9 @@ async fn timer_loop(
             _ = tokio::time::sleep(wait), if !heap.is_empty() => {
                 let now = now_ms();
                 let mut wave = Vec::new();
-                while wave.len() < MAX_WAVE && heap.peek().is_some_and(|Reverse(next)| next.at <= now) {
+                while wave.len() < MAX_WAVE
+                    && heap.peek().is_some_and(|Reverse(next)| next.at <= now + FENCE_LEAD_MS)
+                {
                     if let Some(Reverse(next)) = heap.pop() {
                         wave.push(next.due);
                     }
@@ -391,6 +400,11 @@ async fn dispatch_wave(
         };
         let dispatcher = dispatcher.clone();
         actix_rt::spawn(async move {
+            // Fenced up to FENCE_LEAD_MS early; sent at its instant.
+            let early_by = due.fire.due_at - now_ms();
+            if early_by > 0 {
+                tokio::time::sleep(Duration::from_millis(early_by as u64)).await;
+            }
             dispatcher.dispatch(due).await;
             drop(permit);
         });
