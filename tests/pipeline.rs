@@ -84,6 +84,17 @@ async fn every_second_cron_job_goes_fired_running_succeeded_each_time() {
     instants.sort();
     instants.dedup();
     assert_eq!(instants.len(), succeeded.len(), "one fire per instant");
+    // The trigger counts every instant it fired; the count and the fire rows are
+    // written in the same claim transaction, so a claim between the reads only moves
+    // the second count up.
+    let fire_count = |job: Value| job["triggers"][0]["fire_count"].as_i64().unwrap();
+    let before = fire_count(app.get(&format!("/api/v1/jobs/{job_id}")).await.1);
+    let recorded = app.fires_of(job_id).await.len() as i64;
+    let after = fire_count(app.get(&format!("/api/v1/jobs/{job_id}")).await.1);
+    assert!(
+        before <= recorded && recorded <= after && before >= 3,
+        "fire_count {before}..{after}, fires recorded {recorded}"
+    );
     // The executor saw each fire's dedup key (id + scheduled instant) once.
     let seen = seen.lock().unwrap().clone();
     let ids: HashSet<&String> = seen.iter().map(|(id, _)| id).collect();

@@ -75,6 +75,63 @@ pub fn set_next_fire_at(
         .execute(conn)
 }
 
+/// A trigger's new `next_fire_at` and how many instants were fired now.
+pub type Advance = (String, Option<i64>, i64);
+
+/// Rows of [`advance_many`] per statement (3 parameters each).
+const ADVANCES_PER_STATEMENT: usize = 500;
+
+/// [`set_next_fire_at`] for many triggers, one `UPDATE … FROM (VALUES …)` per chunk:
+/// a claim batch advances hundreds of triggers, and diesel prepares every UPDATE
+/// anew, so one statement per trigger was a large part of the claim.
+pub fn advance_many(conn: &mut DbConnection, advances: &[Advance]) -> QueryResult<()> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    for chunk in advances.chunks(ADVANCES_PER_STATEMENT) {
+        let postgres = matches!(conn, DbConnection::Postgresql(_));
+        let mut values = String::with_capacity(chunk.len() * 24);
+        for i in 0..chunk.len() {
+            if i > 0 {
+                values.push_str(", ");
+            }
+            if postgres {
+                let n = i * 3;
+                values.push_str(&format!(
+                    "(${}, ${}::bigint, ${}::bigint)",
+                    n + 1,
+                    n + 2,
+                    n + 3
+                ));
+            } else {
+                values.push_str("(?, ?, ?)");
+            }
+        }
+        let sql = format!(
+            "UPDATE triggers SET next_fire_at = v.next_fire_at, \
+             fire_count = triggers.fire_count + v.fired \
+             FROM (SELECT column1 AS id, column2 AS next_fire_at, column3 AS fired \
+                   FROM (VALUES {values}) AS listed) AS v \
+             WHERE triggers.id = v.id"
+        );
+        macro_rules! run {
+            ($conn:expr) => {{
+                let mut query = diesel::sql_query(sql.as_str()).into_boxed();
+                for (id, next, fired) in chunk {
+                    query = query
+                        .bind::<Text, _>(id.as_str())
+                        .bind::<Nullable<BigInt>, _>(*next)
+                        .bind::<BigInt, _>(*fired);
+                }
+                query.execute($conn)?
+            }};
+        }
+        match conn {
+            DbConnection::Postgresql(pg) => run!(pg),
+            DbConnection::Sqlite(lite) => run!(lite),
+        };
+    }
+    Ok(())
+}
+
 /// Due triggers, earliest first. On PostgreSQL the rows are locked with SKIP LOCKED
 /// so concurrent nodes claim disjoint sets without a global lock.
 pub fn select_due_for_claim(

@@ -259,6 +259,9 @@ pub fn claim_due_triggers(
         }
         let mut rows = Vec::new();
         let mut owners: Vec<Arc<JobForDispatch>> = Vec::new();
+        // (trigger id, its next instant, instants fired now), written in one statement
+        // per chunk after the loop.
+        let mut advanced: Vec<db::triggers::Advance> = Vec::with_capacity(triggers.len());
         for (trigger, spec) in triggers.iter().zip(specs) {
             let Some(first) = trigger.next_fire_at else {
                 continue;
@@ -266,11 +269,11 @@ pub fn claim_due_triggers(
             let job = jobs.get(&trigger.job_id);
             let (Some((job_row, job)), Some(spec)) = (job, spec) else {
                 // Nothing sensible to fire; park the trigger instead of spinning on it.
-                db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
+                advanced.push((trigger.id.clone(), None, 0));
                 continue;
             };
             if JobState::parse(&job_row.state) != Some(JobState::Active) {
-                db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
+                advanced.push((trigger.id.clone(), None, 0));
                 continue;
             }
             // The calendar may have changed since `next_fire_at` was computed.
@@ -278,7 +281,7 @@ pub fn claim_due_triggers(
                 match spec.next_after(first) {
                     Some(next) => next,
                     None => {
-                        db::triggers::set_next_fire_at(conn, &trigger.id, None, 0)?;
+                        advanced.push((trigger.id.clone(), None, 0));
                         continue;
                     }
                 }
@@ -314,8 +317,9 @@ pub fn claim_due_triggers(
                 rows.push(row);
                 owners.push(job.clone());
             }
-            db::triggers::set_next_fire_at(conn, &trigger.id, plan.next_fire_at, fired)?;
+            advanced.push((trigger.id.clone(), plan.next_fire_at, fired));
         }
+        db::triggers::advance_many(conn, &advanced)?;
         let inserted: std::collections::HashSet<String> =
             db::fires::insert_new(conn, &rows)?.into_iter().collect();
         let due = rows
