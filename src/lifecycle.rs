@@ -467,7 +467,12 @@ fn check_children(conn: &mut DbConnection, key: &str, spec: &JobSpec) -> AppResu
         ("on_failure", &spec.on_failure),
     ] {
         for (i, child) in list.iter().enumerate() {
-            if !children.contains_key(child) {
+            let exists = child == key
+                || match child.split_once('/') {
+                    Some((group, name)) => db::jobs::find_by_key(conn, group, name)?.is_some(),
+                    None => false,
+                };
+            if !exists {
                 return Err(AppError::invalid(
                     &format!("{field}[{i}]"),
                     format!("no job named {child}"),
@@ -528,14 +533,10 @@ fn refuse_if_named_as_child(conn: &mut DbConnection, key: &str) -> AppResult<()>
     )))
 }
 
-/// Every job's key with the jobs it names as children (on success or on failure).
+/// Every job that names children, with them (on success or on failure).
 fn child_links(conn: &mut DbConnection) -> AppResult<HashMap<String, Vec<String>>> {
-    let filter = db::jobs::JobFilter {
-        limit: i64::MAX,
-        ..Default::default()
-    };
     let mut links = HashMap::new();
-    for row in db::jobs::list(conn, &filter)?.0 {
+    for row in db::jobs::naming_children(conn)? {
         let spec: JobSpec = serde_json::from_str(&row.spec)
             .map_err(|e| AppError::Internal(format!("job {} spec: {e}", row.id)))?;
         let children = spec.on_success.into_iter().chain(spec.on_failure).collect();

@@ -149,6 +149,22 @@ pub fn list(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<(Vec<Job
     Ok((rows, total))
 }
 
+/// Jobs whose spec may name child jobs: empty `on_success`/`on_failure` lists are not
+/// stored, so a text match leaves out (without reading their specs into memory) the
+/// jobs that name none — deleting or renaming a job among millions checks only these.
+pub fn naming_children(conn: &mut DbConnection) -> QueryResult<Vec<JobRow>> {
+    jobs::table
+        .filter(
+            jobs::spec
+                .like("%\"on\\_success\"%")
+                .escape('\\')
+                .or(jobs::spec.like("%\"on\\_failure\"%").escape('\\')),
+        )
+        .order((jobs::group_name.asc(), jobs::name.asc()))
+        .select(JobRow::as_select())
+        .load(conn)
+}
+
 pub fn update(conn: &mut DbConnection, row: &JobRow) -> QueryResult<usize> {
     diesel::update(jobs::table.find(&row.id))
         .set(row)
