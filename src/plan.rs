@@ -68,16 +68,70 @@ pub fn plan(
     limit: usize,
     now: Millis,
 ) -> Result<Plan, AppError> {
-    let rows = match job_ids {
-        Some(ids) => db::jobs::find_many(conn, &ids)?,
-        None => {
-            let filter = db::jobs::JobFilter {
-                limit: i64::MAX,
-                ..Default::default()
-            };
-            db::jobs::list(conn, &filter)?.0
+    match job_ids {
+        Some(ids) => {
+            let rows = db::jobs::find_many(conn, &ids)?;
+            plan_of_jobs(conn, rows, from, until, limit, now)
         }
-    };
+        None => plan_of_all_jobs(conn, from, until, limit, now),
+    }
+}
+
+/// No job's default window (the end of tomorrow in its zone) reaches past this.
+const LONGEST_DEFAULT_WINDOW_MS: Millis = 3 * 86_400_000;
+
+/// Every job's plan, reading only the jobs that can be in it: the triggers due
+/// soonest and the fires waiting soonest (both from indexes), `k` of each, growing
+/// until the jobs left out cannot place anything among the first `limit` items.
+/// With millions of jobs, planning each one was a full read of the database.
+fn plan_of_all_jobs(
+    conn: &mut DbConnection,
+    from: Millis,
+    until: Option<Millis>,
+    limit: usize,
+    now: Millis,
+) -> Result<Plan, AppError> {
+    let horizon = until.unwrap_or(now + LONGEST_DEFAULT_WINDOW_MS);
+    let mut k = (limit as i64 + 1) * 2;
+    loop {
+        let triggers = db::triggers::due_before(conn, horizon, k)?;
+        let waiting = db::fires::waiting_before(conn, from, horizon, k)?;
+        // A job left out has no trigger and no waiting fire before `cut`.
+        let cut = [&triggers, &waiting]
+            .into_iter()
+            .filter(|listed| listed.len() as i64 == k)
+            .filter_map(|listed| listed.last().map(|(_, at)| *at))
+            .min();
+        let mut ids: Vec<String> = triggers
+            .into_iter()
+            .chain(waiting)
+            .map(|(job_id, _)| job_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows = db::jobs::find_many(conn, &ids)?;
+        let mut plan = plan_of_jobs(conn, rows, from, until, limit, now)?;
+        match cut {
+            None => return Ok(plan),
+            Some(cut) if plan.items.len() >= limit && plan.items[limit - 1].at_ms < cut => {
+                // Jobs left out only have later instants.
+                plan.truncated = true;
+                return Ok(plan);
+            }
+            Some(_) => k = k.saturating_mul(4),
+        }
+    }
+}
+
+/// The plan of these jobs over `[from, until)`.
+fn plan_of_jobs(
+    conn: &mut DbConnection,
+    rows: Vec<db::jobs::JobRow>,
+    from: Millis,
+    until: Option<Millis>,
+    limit: usize,
+    now: Millis,
+) -> Result<Plan, AppError> {
     let mut items = Vec::new();
     let mut truncated = false;
     for row in rows {

@@ -385,6 +385,97 @@ async fn the_plan_covers_all_jobs_and_skips_paused_ones() {
     app.stop().await;
 }
 
+/// The plan of all jobs reads only the jobs due soonest; it must still be exactly the
+/// earliest instants of every job (checked against each job's own plan), including
+/// when many jobs share the instant at the cut.
+#[actix_web::test]
+async fn the_plan_of_all_jobs_is_the_earliest_instants_of_every_job() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let mut ids = Vec::new();
+    // 20 jobs sharing one minute (created in reverse name order, so the order the
+    // index lists them in differs from the plan's job order), 10 at minutes of their
+    // own, one every minute.
+    let jobs = (0..20)
+        .rev()
+        .map(|i| (format!("same-{i:02}"), 7))
+        .chain((0..10).map(|i| (format!("own-{i:02}"), i * 6 + 1)));
+    for (name, minute) in jobs {
+        let job = app
+            .create_job(json!({
+                "name": name, "mode": "sync",
+                "target": { "url": "http://127.0.0.1:9/hook" },
+                "triggers": [{ "kind": "cron", "expression": format!("0 {minute} * * * ?") }],
+            }))
+            .await;
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let job = app
+        .create_job(json!({
+            "name": "minutely", "mode": "sync",
+            "target": { "url": "http://127.0.0.1:9/hook" },
+            "triggers": [{ "kind": "cron", "expression": "0 * * * * ?" }],
+        }))
+        .await;
+    ids.push(job["id"].as_str().unwrap().to_string());
+
+    let key = |item: &Value| (ms(&item["at"]), item["job"].as_str().unwrap().to_string());
+    let every_job_plan = || async {
+        let mut every = Vec::new();
+        for id in &ids {
+            let (status, plan) = app
+                .get(&format!("/api/v1/jobs/{id}/plan?limit=10000"))
+                .await;
+            assert_eq!(status, 200, "{plan}");
+            every.extend(plan["items"].as_array().unwrap().iter().map(key));
+        }
+        every.sort();
+        every
+    };
+    for limit in [5usize, 25, 70] {
+        // The window starts now: compare only when no instant passed meanwhile.
+        for attempt in 1.. {
+            let before = every_job_plan().await;
+            let (status, plan) = app.get(&format!("/api/v1/plan?limit={limit}")).await;
+            assert_eq!(status, 200, "{plan}");
+            if every_job_plan().await != before && attempt < 5 {
+                continue;
+            }
+            let got: Vec<_> = plan["items"].as_array().unwrap().iter().map(key).collect();
+            assert_eq!(got, before[..limit].to_vec(), "limit {limit}");
+            assert_eq!(plan["truncated"], true, "limit {limit}");
+            break;
+        }
+    }
+    // Only the 20 that share an instant left: the first 5 are the first 5 by name,
+    // though the soonest-trigger read sees them in another order.
+    for id in &ids[20..] {
+        let (status, _) = app
+            .post(&format!("/api/v1/jobs/{id}/pause"), json!({}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (_, plan) = app.get("/api/v1/plan?limit=5").await;
+    let names: Vec<&str> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "default/same-00",
+            "default/same-01",
+            "default/same-02",
+            "default/same-03",
+            "default/same-04"
+        ],
+        "{plan:#}"
+    );
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn child_jobs_run_after_success_and_cycles_are_refused() {
     let dir = temp_dir();

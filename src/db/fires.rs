@@ -490,6 +490,24 @@ pub fn fill_dispatch_facts(
         .execute(conn)
 }
 
+/// `(job id, due_at)` of the `limit` fires waiting to be sent soonest in `[from, horizon)`.
+pub fn waiting_before(
+    conn: &mut DbConnection,
+    from: i64,
+    horizon: i64,
+    limit: i64,
+) -> QueryResult<Vec<(String, i64)>> {
+    fires::table
+        .filter(fires::state.eq("fired"))
+        .filter(fires::dispatched_at.is_null())
+        .filter(fires::due_at.ge(from))
+        .filter(fires::due_at.lt(horizon))
+        .order(fires::due_at.asc())
+        .limit(limit)
+        .select((fires::job_id, fires::due_at))
+        .load(conn)
+}
+
 /// A job's fires recorded and waiting to be sent, due in `[from, until]` (the plan's "recorded" rows).
 pub fn waiting_for_job(
     conn: &mut DbConnection,

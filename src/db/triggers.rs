@@ -132,6 +132,21 @@ pub fn advance_many(conn: &mut DbConnection, advances: &[Advance]) -> QueryResul
     Ok(())
 }
 
+/// `(job id, next_fire_at)` of the `limit` triggers due soonest before `horizon`.
+pub fn due_before(
+    conn: &mut DbConnection,
+    horizon: i64,
+    limit: i64,
+) -> QueryResult<Vec<(String, i64)>> {
+    triggers::table
+        .filter(triggers::next_fire_at.is_not_null())
+        .filter(triggers::next_fire_at.lt(horizon))
+        .order(triggers::next_fire_at.asc())
+        .limit(limit)
+        .select((triggers::job_id, triggers::next_fire_at.assume_not_null()))
+        .load(conn)
+}
+
 /// Due triggers, earliest first. On PostgreSQL the rows are locked with SKIP LOCKED
 /// so concurrent nodes claim disjoint sets without a global lock.
 pub fn select_due_for_claim(
