@@ -227,7 +227,7 @@ async fn executor_pool_routing_and_queue_policy() {
 /// `?q=` on PostgreSQL: substrings of group, name or description, answered with the
 /// pg_trgm indexes of migration 6 (which the migration created here).
 #[actix_web::test]
-async fn job_search_uses_trigram_indexes() {
+async fn job_search_and_the_plan_use_indexes() {
     let Some(pg) = TempPostgres::create("postgres_features::search") else {
         return;
     };
@@ -273,5 +273,30 @@ async fn job_search_uses_trigram_indexes() {
     .get_result(&mut conn)
     .expect("pg_indexes answers");
     assert_eq!(indexes.n, 3, "the three trigram indexes exist");
+
+    // The plan of all jobs reads the soonest triggers and waiting fires on PostgreSQL
+    // too: both jobs fire at 03:00, ordered by job key.
+    let until = (chrono::Utc::now() + chrono::Duration::days(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, plan) = app
+        .get(&format!("/api/v1/plan?limit=3&until={until}"))
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    let jobs: Vec<&str> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            "billing/settle-payments",
+            "ops/scan-servers",
+            "billing/settle-payments"
+        ],
+        "{plan:#}"
+    );
+    assert_eq!(plan["truncated"], true, "{plan:#}");
     app.stop().await;
 }
