@@ -62,15 +62,9 @@ impl GroupCommit {
                 let _ = tx.send(result);
             })
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| E::from(DbError::Task("the database writer has stopped".into())))?;
-        rx.await
-            .map_err(|_| E::from(DbError::Task("the database writer dropped a write".into())))?
+        self.submit(job, rx).await
     }
-}
 
-impl GroupCommit {
     /// Runs `f` in the next batch and answers as soon as it ran, before the batch is
     /// committed (see `Db::run_answered_before_commit`).
     pub async fn run_answered_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
@@ -84,10 +78,20 @@ impl GroupCommit {
             let _ = tx.send(f(conn));
             Box::new(|_commit_error: Option<String>| {})
         });
+        self.submit(job, rx).await
+    }
+
+    /// Queues `job` for the writer and waits for the answer it sends on `answer`.
+    async fn submit<T, E: From<DbError>>(
+        &self,
+        job: Job,
+        answer: tokio::sync::oneshot::Receiver<Result<T, E>>,
+    ) -> Result<T, E> {
         self.jobs
             .send(job)
             .map_err(|_| E::from(DbError::Task("the database writer has stopped".into())))?;
-        rx.await
+        answer
+            .await
             .map_err(|_| E::from(DbError::Task("the database writer dropped a write".into())))?
     }
 }
