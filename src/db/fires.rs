@@ -182,14 +182,10 @@ pub fn fence_for_dispatch(
             .returning(fires::id)
         };
     }
-    let mut fenced = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(super::MAX_IDS_PER_STATEMENT) {
-        fenced.extend(match conn {
-            DbConnection::Postgresql(pg) => fence!(chunk).get_results::<String>(pg)?,
-            DbConnection::Sqlite(lite) => fence!(chunk).get_results::<String>(lite)?,
-        });
-    }
-    Ok(fenced)
+    super::in_id_chunks(ids, |chunk| match conn {
+        DbConnection::Postgresql(pg) => fence!(chunk).get_results(pg),
+        DbConnection::Sqlite(lite) => fence!(chunk).get_results(lite),
+    })
 }
 
 /// Whether a queued job's fire must wait its turn: another fire of the job is out

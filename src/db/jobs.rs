@@ -68,16 +68,12 @@ pub fn find_by_key(
 }
 
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<JobRow>> {
-    let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(super::MAX_IDS_PER_STATEMENT) {
-        rows.extend(
-            jobs::table
-                .filter(jobs::id.eq_any(chunk))
-                .select(JobRow::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(rows)
+    super::in_id_chunks(ids, |chunk| {
+        jobs::table
+            .filter(jobs::id.eq_any(chunk))
+            .select(JobRow::as_select())
+            .load(conn)
+    })
 }
 
 #[derive(Debug, Default, Clone)]

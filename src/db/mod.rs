@@ -34,12 +34,24 @@ pub enum DbConnection {
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-/// PostgreSQL advisory lock held while migrating ("cronhook" in ASCII, as a number).
 /// Most ids bound in one `IN (…)` list. SQLite refuses a statement with more than
 /// 32,766 parameters and PostgreSQL more than 65,535; a backlog (a long outage, a huge
 /// wave) can exceed both, so id lists are sent in chunks of this size.
 pub const MAX_IDS_PER_STATEMENT: usize = 2_000;
 
+/// Runs `query` on `ids` in chunks of [`MAX_IDS_PER_STATEMENT`] and joins the rows.
+pub fn in_id_chunks<I, T>(
+    ids: &[I],
+    mut query: impl FnMut(&[I]) -> diesel::QueryResult<Vec<T>>,
+) -> diesel::QueryResult<Vec<T>> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
+        rows.extend(query(chunk)?);
+    }
+    Ok(rows)
+}
+
+/// PostgreSQL advisory lock held while migrating ("cronhook" in ASCII, as a number).
 const MIGRATION_LOCK_KEY: i64 = 0x63_72_6f_6e_68_6f_6f_6b;
 
 #[derive(Debug, thiserror::Error)]

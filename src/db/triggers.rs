@@ -45,16 +45,12 @@ pub fn for_jobs(conn: &mut DbConnection, job_ids: &[String]) -> QueryResult<Vec<
 }
 
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<TriggerRow>> {
-    let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(super::MAX_IDS_PER_STATEMENT) {
-        rows.extend(
-            triggers::table
-                .filter(triggers::id.eq_any(chunk))
-                .select(TriggerRow::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(rows)
+    super::in_id_chunks(ids, |chunk| {
+        triggers::table
+            .filter(triggers::id.eq_any(chunk))
+            .select(TriggerRow::as_select())
+            .load(conn)
+    })
 }
 
 pub fn delete_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<usize> {
