@@ -38,38 +38,52 @@ fn number(fields: &HashMap<String, String>, key: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{key}={value} is not a number: {e}"))
 }
 
-#[test]
-fn a_short_sqlite_run_delivers_every_instant_exactly_once() {
-    let out = bench()
-        .args([
-            "--jobs",
-            "100",
-            "--duration",
-            "5",
-            "--warmup",
-            "2",
-            "--drain",
-            "15",
-        ])
-        .output()
-        .expect("cronhook-bench runs");
+/// A finished bench run: its summary fields and everything it printed.
+struct Run {
+    fields: HashMap<String, String>,
+    output: String,
+    status: std::process::ExitStatus,
+}
+
+fn run_bench(args: &[&str]) -> Run {
+    let out = bench().args(args).output().expect("cronhook-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let output = format!("{stdout}\n{stderr}");
     // Shown on failure, and with --nocapture.
-    println!("{stdout}\n{stderr}");
-    let fields = summary(&stdout);
+    println!("{output}");
+    Run {
+        fields: summary(&stdout),
+        output,
+        status: out.status,
+    }
+}
+
+#[test]
+fn a_short_sqlite_run_delivers_every_instant_exactly_once() {
+    let run = run_bench(&[
+        "--jobs",
+        "100",
+        "--duration",
+        "5",
+        "--warmup",
+        "2",
+        "--drain",
+        "15",
+    ]);
+    let (fields, output) = (&run.fields, &run.output);
     assert_eq!(fields["scenario"], "throughput");
     assert_eq!(fields["backend"], "sqlite");
-    assert_eq!(number(&fields, "jobs"), 100.0);
-    assert_eq!(number(&fields, "dup"), 0.0, "{stdout}\n{stderr}");
-    assert_eq!(number(&fields, "missing"), 0.0, "{stdout}\n{stderr}");
-    assert_eq!(number(&fields, "expected_fps"), 100.0);
+    assert_eq!(number(fields, "jobs"), 100.0);
+    assert_eq!(number(fields, "dup"), 0.0, "{output}");
+    assert_eq!(number(fields, "missing"), 0.0, "{output}");
+    assert_eq!(number(fields, "expected_fps"), 100.0);
     // A loose sanity bound, not a performance target: the arrivals counted in the
     // window are the instants scheduled in it, give or take the edges.
-    let achieved = number(&fields, "achieved_fps");
+    let achieved = number(fields, "achieved_fps");
     assert!(
         (50.0..=150.0).contains(&achieved),
-        "achieved_fps={achieved} for 100 expected\n{stderr}"
+        "achieved_fps={achieved} for 100 expected\n{output}"
     );
     for key in [
         "lag_p50_ms",
@@ -78,42 +92,36 @@ fn a_short_sqlite_run_delivers_every_instant_exactly_once() {
         "cpu_s",
         "rss_peak_mb",
     ] {
-        number(&fields, key);
+        number(fields, key);
     }
-    assert!(number(&fields, "rss_peak_mb") > 0.0, "{stdout}");
-    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    assert!(number(fields, "rss_peak_mb") > 0.0, "{output}");
+    assert!(run.status.success(), "exit {:?}\n{output}", run.status);
 }
 
 #[test]
 fn a_spread_sync_run_delivers_every_instant_exactly_once() {
-    let out = bench()
-        .args([
-            "--jobs",
-            "50",
-            "--duration",
-            "3",
-            "--warmup",
-            "2",
-            "--drain",
-            "10",
-            "--sink",
-            "sync",
-            "--create",
-            "bulk",
-            "--spread",
-        ])
-        .output()
-        .expect("cronhook-bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}");
-    let fields = summary(&stdout);
+    let run = run_bench(&[
+        "--jobs",
+        "50",
+        "--duration",
+        "3",
+        "--warmup",
+        "2",
+        "--drain",
+        "10",
+        "--sink",
+        "sync",
+        "--create",
+        "bulk",
+        "--spread",
+    ]);
+    let (fields, output) = (&run.fields, &run.output);
     assert_eq!(fields["spread"], "true");
     assert_eq!(fields["sink"], "sync");
-    assert_eq!(number(&fields, "expected_fps"), 50.0);
-    assert_eq!(number(&fields, "dup"), 0.0, "{stdout}\n{stderr}");
-    assert_eq!(number(&fields, "missing"), 0.0, "{stdout}\n{stderr}");
-    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    assert_eq!(number(fields, "expected_fps"), 50.0);
+    assert_eq!(number(fields, "dup"), 0.0, "{output}");
+    assert_eq!(number(fields, "missing"), 0.0, "{output}");
+    assert!(run.status.success(), "exit {:?}\n{output}", run.status);
 }
 
 #[test]
