@@ -165,6 +165,8 @@ impl Application {
                 )
                 .app_data(app_state.clone())
                 .app_data(auth_data.clone())
+                // Per worker thread: its write-backs are recorded in batches.
+                .app_data(routes::WriteBacks::start(app_state.db.clone()))
                 .configure(|cfg| routes::configure(cfg, max_body))
         })
         // Signals are handled below so the scheduler drains before the server stops.

@@ -75,6 +75,15 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<FireRow>> {
         .optional()
 }
 
+pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<FireRow>> {
+    super::in_id_chunks(ids, |chunk| {
+        fires::table
+            .filter(fires::id.eq_any(chunk))
+            .select(FireRow::as_select())
+            .load(conn)
+    })
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct FireFilter {
     pub job_id: Option<String>,
@@ -236,6 +245,65 @@ pub fn mark_running(
         .execute(conn)
 }
 
+/// A callback-mode acknowledgement, for [`mark_running_many`].
+#[derive(Debug, Clone)]
+pub struct Acknowledged {
+    pub id: String,
+    pub dispatched_at: i64,
+    pub acked_at: i64,
+    pub deadline_at: i64,
+    pub http_status: i32,
+    pub executor: String,
+}
+
+/// [`mark_running`] for many fires, one `UPDATE … FROM (VALUES …)` per chunk (diesel
+/// prepares every UPDATE anew; one per acknowledgement was a large part of recording
+/// them). Returns the ids that moved to `running`; the others had left `fired` (a
+/// write-back overtook the acknowledgement, a cancel).
+pub fn mark_running_many(
+    conn: &mut DbConnection,
+    acks: &[Acknowledged],
+) -> QueryResult<Vec<String>> {
+    use diesel::sql_types::{BigInt, Integer, Text};
+    let mut changed = Vec::with_capacity(acks.len());
+    for chunk in acks.chunks(super::ROWS_PER_UPDATE) {
+        let postgres = matches!(conn, DbConnection::Postgresql(_));
+        let casts = ["text", "bigint", "bigint", "bigint", "integer", "text"];
+        let values = super::values_placeholders(postgres, chunk.len(), &casts);
+        let sql = format!(
+            "UPDATE fires SET state = 'running', dispatched_at = v.dispatched_at, \
+             acked_at = v.acked_at, deadline_at = v.deadline_at, \
+             http_status = v.http_status, executor = v.executor \
+             FROM (SELECT column1 AS id, column2 AS dispatched_at, column3 AS acked_at, \
+                   column4 AS deadline_at, column5 AS http_status, column6 AS executor \
+                   FROM (VALUES {values}) AS listed) AS v \
+             WHERE fires.id = v.id AND fires.state = 'fired' \
+             RETURNING fires.id"
+        );
+        macro_rules! run {
+            ($conn:expr) => {{
+                let mut query = diesel::sql_query(sql.as_str()).into_boxed();
+                for ack in chunk {
+                    query = query
+                        .bind::<Text, _>(ack.id.as_str())
+                        .bind::<BigInt, _>(ack.dispatched_at)
+                        .bind::<BigInt, _>(ack.acked_at)
+                        .bind::<BigInt, _>(ack.deadline_at)
+                        .bind::<Integer, _>(ack.http_status)
+                        .bind::<Text, _>(ack.executor.as_str());
+                }
+                query.load::<super::IdRow>($conn)?
+            }};
+        }
+        let rows = match conn {
+            DbConnection::Postgresql(pg) => run!(pg),
+            DbConnection::Sqlite(lite) => run!(lite),
+        };
+        changed.extend(rows.into_iter().map(|row| row.id));
+    }
+    Ok(changed)
+}
+
 /// Fields written when a fire reaches a terminal state. `None` leaves a column as
 /// it is (diesel skips `None` in a changeset), so a write-back keeps the dispatch facts.
 #[derive(Debug, Clone, Default, AsChangeset)]
@@ -259,6 +327,78 @@ pub fn finish(conn: &mut DbConnection, id: &str, from: &[&str], f: &Finish) -> Q
     diesel::update(fires::table.find(id).filter(fires::state.eq_any(from)))
         .set(f)
         .execute(conn)
+}
+
+/// [`finish`] for many fires, one `UPDATE … FROM (VALUES …)` per chunk; as there, a
+/// column left `None` keeps its value. `from` are state names (`FireState::as_str`),
+/// never user input. Returns the ids that changed; the others had left `from`.
+pub fn finish_many(
+    conn: &mut DbConnection,
+    from: &[&'static str],
+    items: &[(&str, &Finish)],
+) -> QueryResult<Vec<String>> {
+    use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+    let from_list = from
+        .iter()
+        .map(|state| format!("'{state}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut changed = Vec::with_capacity(items.len());
+    for chunk in items.chunks(super::ROWS_PER_UPDATE) {
+        let postgres = matches!(conn, DbConnection::Postgresql(_));
+        let casts = [
+            "text", "text", "bigint", "bigint", "bigint", "integer", "text", "text", "boolean",
+            "text", "bigint", "bigint",
+        ];
+        let values = super::values_placeholders(postgres, chunk.len(), &casts);
+        let sql = format!(
+            "UPDATE fires SET state = v.state, finished_at = v.finished_at, \
+             dispatched_at = COALESCE(v.dispatched_at, fires.dispatched_at), \
+             acked_at = COALESCE(v.acked_at, fires.acked_at), \
+             http_status = COALESCE(v.http_status, fires.http_status), \
+             executor = COALESCE(v.executor, fires.executor), \
+             output = COALESCE(v.output, fires.output), \
+             output_truncated = v.output_truncated, \
+             error = COALESCE(v.error, fires.error), \
+             reported_started_at = COALESCE(v.reported_started_at, fires.reported_started_at), \
+             reported_finished_at = COALESCE(v.reported_finished_at, fires.reported_finished_at) \
+             FROM (SELECT column1 AS id, column2 AS state, column3 AS finished_at, \
+                   column4 AS dispatched_at, column5 AS acked_at, column6 AS http_status, \
+                   column7 AS executor, column8 AS output, column9 AS output_truncated, \
+                   column10 AS error, column11 AS reported_started_at, \
+                   column12 AS reported_finished_at \
+                   FROM (VALUES {values}) AS listed) AS v \
+             WHERE fires.id = v.id AND fires.state IN ({from_list}) \
+             RETURNING fires.id"
+        );
+        macro_rules! run {
+            ($conn:expr) => {{
+                let mut query = diesel::sql_query(sql.as_str()).into_boxed();
+                for (id, f) in chunk {
+                    query = query
+                        .bind::<Text, _>(*id)
+                        .bind::<Text, _>(f.state)
+                        .bind::<BigInt, _>(f.finished_at)
+                        .bind::<Nullable<BigInt>, _>(f.dispatched_at)
+                        .bind::<Nullable<BigInt>, _>(f.acked_at)
+                        .bind::<Nullable<Integer>, _>(f.http_status)
+                        .bind::<Nullable<Text>, _>(f.executor.as_deref())
+                        .bind::<Nullable<Text>, _>(f.output.as_deref())
+                        .bind::<Bool, _>(f.output_truncated)
+                        .bind::<Nullable<Text>, _>(f.error.as_deref())
+                        .bind::<Nullable<BigInt>, _>(f.reported_started_at)
+                        .bind::<Nullable<BigInt>, _>(f.reported_finished_at);
+                }
+                query.load::<super::IdRow>($conn)?
+            }};
+        }
+        let rows = match conn {
+            DbConnection::Postgresql(pg) => run!(pg),
+            DbConnection::Sqlite(lite) => run!(lite),
+        };
+        changed.extend(rows.into_iter().map(|row| row.id));
+    }
+    Ok(changed)
 }
 
 /// Stores a result that arrived after the fire was already finished (timed out, lost):

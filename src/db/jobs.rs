@@ -76,6 +76,17 @@ pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Job
     })
 }
 
+/// `(id, version)` of the jobs among `ids` that exist: whether a job changed since a
+/// fire of it was claimed, without reading (and parsing) its spec.
+pub fn versions_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, i32)>> {
+    super::in_id_chunks(ids, |chunk| {
+        jobs::table
+            .filter(jobs::id.eq_any(chunk))
+            .select((jobs::id, jobs::version))
+            .load(conn)
+    })
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {
     pub group: Option<String>,

@@ -2,6 +2,7 @@
 //! (clustered). Queries are plain functions in the module of the table they touch.
 
 pub mod alerts;
+pub mod batcher;
 pub mod calendars;
 pub mod console;
 pub mod executor_load;
@@ -49,6 +50,39 @@ pub fn in_id_chunks<I, T>(
         rows.extend(query(chunk)?);
     }
     Ok(rows)
+}
+
+/// The `VALUES` rows of a many-row `UPDATE … FROM (VALUES …)`: `rows` tuples of
+/// `casts.len()` parameters. PostgreSQL numbers its parameters and needs each column's
+/// type spelled out (`$1::bigint`); SQLite takes `?` and infers.
+pub fn values_placeholders(postgres: bool, rows: usize, casts: &[&str]) -> String {
+    let mut values = String::with_capacity(rows * casts.len() * 12);
+    for row in 0..rows {
+        values.push_str(if row == 0 { "(" } else { ", (" });
+        for (column, cast) in casts.iter().enumerate() {
+            if column > 0 {
+                values.push_str(", ");
+            }
+            if postgres {
+                values.push_str(&format!("${}::{cast}", row * casts.len() + column + 1));
+            } else {
+                values.push('?');
+            }
+        }
+        values.push(')');
+    }
+    values
+}
+
+/// Rows of one many-row `UPDATE … FROM (VALUES …)` at most: well under both backends'
+/// parameter limits with a dozen columns.
+pub const ROWS_PER_UPDATE: usize = 500;
+
+/// One `id` column, for statements that return the ids they changed.
+#[derive(diesel::QueryableByName)]
+pub struct IdRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub id: String,
 }
 
 /// PostgreSQL advisory lock held while migrating ("cronhook" in ASCII, as a number).

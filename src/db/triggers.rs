@@ -74,33 +74,15 @@ pub fn set_next_fire_at(
 /// A trigger's new `next_fire_at` and how many instants were fired now.
 pub type Advance = (String, Option<i64>, i64);
 
-/// Rows of [`advance_many`] per statement (3 parameters each).
-const ADVANCES_PER_STATEMENT: usize = 500;
-
 /// [`set_next_fire_at`] for many triggers, one `UPDATE … FROM (VALUES …)` per chunk:
 /// a claim batch advances hundreds of triggers, and diesel prepares every UPDATE
 /// anew, so one statement per trigger was a large part of the claim.
 pub fn advance_many(conn: &mut DbConnection, advances: &[Advance]) -> QueryResult<()> {
     use diesel::sql_types::{BigInt, Nullable, Text};
-    for chunk in advances.chunks(ADVANCES_PER_STATEMENT) {
+    for chunk in advances.chunks(super::ROWS_PER_UPDATE) {
         let postgres = matches!(conn, DbConnection::Postgresql(_));
-        let mut values = String::with_capacity(chunk.len() * 24);
-        for i in 0..chunk.len() {
-            if i > 0 {
-                values.push_str(", ");
-            }
-            if postgres {
-                let n = i * 3;
-                values.push_str(&format!(
-                    "(${}, ${}::bigint, ${}::bigint)",
-                    n + 1,
-                    n + 2,
-                    n + 3
-                ));
-            } else {
-                values.push_str("(?, ?, ?)");
-            }
-        }
+        let values =
+            super::values_placeholders(postgres, chunk.len(), &["text", "bigint", "bigint"]);
         let sql = format!(
             "UPDATE triggers SET next_fire_at = v.next_fire_at, \
              fire_count = triggers.fire_count + v.fired \

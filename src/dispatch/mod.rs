@@ -3,6 +3,7 @@
 //! Runs on actix's own thread (awc is `!Send`); database work goes to the
 //! blocking pool.
 
+pub mod recorder;
 pub mod routing;
 
 use std::cell::RefCell;
@@ -20,8 +21,9 @@ use crate::domain::job::WhenUnavailable;
 use crate::domain::{Concurrency, FireState, Mode, Routing};
 use crate::error::AppError;
 use crate::scheduler::claim::DueFire;
-use crate::scheduler::outcome::{end_fire, Ended};
+use crate::scheduler::outcome::Ending;
 use crate::time::{now_ms, to_datetime};
+use recorder::{Answered, Recorder};
 
 /// Body bytes read from a target's answer; the stored output is capped at 64 KiB anyway.
 const MAX_RESPONSE_BYTES: usize = protocol::MAX_OUTPUT_BYTES + 1;
@@ -38,6 +40,8 @@ pub struct Dispatcher {
     executor_timeout_ms: u64,
     /// Round-robin positions per job.
     turns: RefCell<HashMap<String, usize>>,
+    /// Records the targets' answers in batches.
+    recorder: Rc<Recorder>,
 }
 
 /// Consecutive unreachable dispatches after which an executor is invalid until it beats again.
@@ -87,6 +91,7 @@ impl Dispatcher {
             .finish();
         Rc::new(Dispatcher {
             client,
+            recorder: recorder::start(db.clone()),
             db,
             secret,
             callback_base,
@@ -432,34 +437,18 @@ impl Dispatcher {
         let acked_at = now_ms();
         log::debug!("fire {fire_id} job {job_key}: {answer:?}");
         let recorded = match answer {
-            Answer::Accepted(status) => {
-                let id = fire_id.clone();
-                self.db
-                    .run_until_recorded(move |conn| -> Result<(), AppError> {
-                        let changed = db::fires::mark_running(
-                            conn,
-                            &id,
-                            dispatched_at,
-                            acked_at,
-                            deadline,
-                            status as i32,
-                            &executor,
-                        )?;
-                        if changed == 0 {
-                            // The write-back overtook the acknowledgement; keep the dispatch facts.
-                            db::fires::fill_dispatch_facts(
-                                conn,
-                                &id,
-                                dispatched_at,
-                                acked_at,
-                                status as i32,
-                                &executor,
-                            )?;
-                        }
-                        Ok(())
-                    })
-                    .await
-            }
+            Answer::Accepted(status) => self
+                .recorder
+                .submit(Answered::Acknowledged(db::fires::Acknowledged {
+                    id: fire_id.clone(),
+                    dispatched_at,
+                    acked_at,
+                    deadline_at: deadline,
+                    http_status: status as i32,
+                    executor,
+                }))
+                .await
+                .map(|_| ()),
             Answer::Succeeded(status, output) => {
                 self.end_dispatched(
                     due,
@@ -628,11 +617,16 @@ impl Dispatcher {
     }
 
     async fn record_end(&self, due: &DueFire, finish: Finish) -> Result<(), AppError> {
-        let fire = due.fire.clone();
-        let ended: Ended = self
-            .db
-            .run_until_recorded(move |conn| end_fire(conn, &fire, &["fired", "running"], &finish))
-            .await?;
+        let ending = Ending {
+            fire: due.fire.clone(),
+            job: due.job.clone(),
+            finish,
+        };
+        let ended = self
+            .recorder
+            .submit(Answered::Ended(ending))
+            .await?
+            .unwrap_or_default();
         if let Some(retry) = &ended.retry {
             log::info!(
                 "fire {} job {}: attempt {} scheduled at {}",

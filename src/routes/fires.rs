@@ -8,11 +8,16 @@ use serde::Deserialize;
 use super::{page_bounds, parse_id, parse_json, Page, RawBody, State};
 use crate::auth::{Admin, AuthState};
 use crate::db;
+use crate::db::batcher::Batcher;
+use crate::db::Db;
 use crate::domain::FireState;
 use crate::error::{AppError, AppResult, Problem};
 use crate::routes::views::FireView;
-use crate::scheduler::outcome::{apply_write_back, cancel_fire, WriteBackResult};
+use crate::scheduler::outcome::{
+    apply_write_back, apply_write_backs, cancel_fire, WriteBackItem, WriteBackResult,
+};
 use crate::time::now_ms;
+use std::rc::Rc;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -140,6 +145,16 @@ pub async fn write_back(
     answer.map(|(_, response)| response)
 }
 
+/// The write-backs a worker thread received, recorded in batches (`db::batcher`).
+pub struct WriteBacks(Rc<Batcher<WriteBackItem, WriteBackResult>>);
+
+impl WriteBacks {
+    pub fn start(db: Db) -> WriteBacks {
+        // Not retried while the database is away: the executor keeps the result and sends it again.
+        WriteBacks(Batcher::new(db, apply_write_backs, false))
+    }
+}
+
 /// The answer to an accepted write-back.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct WriteBackAccepted {
@@ -176,13 +191,22 @@ async fn take_write_back(
     auth.verify_signature(&req, &body)?;
     let result: WriteBack = parse_json(&body)?;
     let id = parse_id("fire", &id)?;
-    let fire_id = id.clone();
-    let outcome = state
-        .db
-        .run(true, move |conn| {
-            apply_write_back(conn, &fire_id, &result, now_ms())
-        })
-        .await?;
+    let item = WriteBackItem {
+        fire_id: id.clone(),
+        result,
+        received_at: now_ms(),
+    };
+    let outcome = match req.app_data::<WriteBacks>() {
+        Some(write_backs) => write_backs.0.submit(item).await?,
+        None => {
+            state
+                .db
+                .run(true, move |conn| {
+                    apply_write_back(conn, &item.fire_id, &item.result, item.received_at)
+                })
+                .await?
+        }
+    };
     let recorded = matches!(outcome, WriteBackResult::Recorded { .. });
     if recorded && log::log_enabled!(log::Level::Info) {
         // Only for the log line (a read per result, so skipped when info is off), on a

@@ -5,6 +5,7 @@ mod calendars;
 mod cron;
 mod executors;
 mod fires;
+pub use fires::WriteBacks;
 mod health;
 mod jobs;
 mod metrics;

@@ -1,6 +1,9 @@
 //! Ending a fire: the state change and, when the job's retry policy allows, the
 //! next attempt — in one transaction, so a retry is never lost or made twice.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use diesel::Connection;
 use rand::Rng;
 
@@ -77,6 +80,85 @@ pub fn end_fire(
     crate::metrics::fire_ended(&ended, finish.state);
     Ok(ended)
 }
+
+/// A fire to end, with its job as it was claimed (the dispatcher has it at hand).
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub fire: FireRow,
+    pub job: Arc<JobForDispatch>,
+    pub finish: Finish,
+}
+
+impl Ending {
+    /// A success of a job naming no child jobs: ending it is one column update, with
+    /// no retry or follow-up to decide (provided the job has not changed since).
+    fn is_plain_success(&self) -> bool {
+        self.finish.state == FireState::Succeeded.as_str() && self.job.spec.on_success.is_empty()
+    }
+}
+
+/// Ends many fires: the plain successes of unchanged jobs in one statement per 500
+/// (under load this is most fires, and one UPDATE per fire was most of the database
+/// work of recording them); the others — failures with their retries and alerts, jobs
+/// with child jobs or changed since the claim — through [`end_fire`] one by one.
+/// Results in the order given; an error of one fire's `end_fire` is its own.
+pub fn end_fires(
+    conn: &mut DbConnection,
+    endings: &[Ending],
+) -> Result<Vec<Result<Ended, AppError>>, AppError> {
+    let mut results: Vec<Option<Result<Ended, AppError>>> = std::iter::repeat_with(|| None)
+        .take(endings.len())
+        .collect();
+    let candidates: Vec<usize> = (0..endings.len())
+        .filter(|&i| endings[i].is_plain_success())
+        .collect();
+    if !candidates.is_empty() {
+        let mut job_ids: Vec<String> = candidates
+            .iter()
+            .map(|&i| endings[i].job.id.clone())
+            .collect();
+        job_ids.sort();
+        job_ids.dedup();
+        let versions: HashMap<String, i32> =
+            db::jobs::versions_of(conn, &job_ids)?.into_iter().collect();
+        let plain: Vec<usize> = candidates
+            .into_iter()
+            .filter(|&i| versions.get(&endings[i].job.id) == Some(&endings[i].job.version))
+            .collect();
+        let items: Vec<(&str, &Finish)> = plain
+            .iter()
+            .map(|&i| (endings[i].fire.id.as_str(), &endings[i].finish))
+            .collect();
+        let changed: HashSet<String> = db::fires::finish_many(conn, OPEN_STATES, &items)?
+            .into_iter()
+            .collect();
+        for i in plain {
+            let ending = &endings[i];
+            // Not changed: another writer ended it first, as `end_fire` would find.
+            let ended = if changed.contains(&ending.fire.id) {
+                Ended {
+                    changed: true,
+                    group: crate::metrics::group_of_key(&ending.job.key).to_string(),
+                    ..Default::default()
+                }
+            } else {
+                Ended::default()
+            };
+            crate::metrics::fire_ended(&ended, ending.finish.state);
+            results[i] = Some(Ok(ended));
+        }
+    }
+    Ok(results
+        .into_iter()
+        .zip(endings)
+        .map(|(result, ending)| {
+            result.unwrap_or_else(|| end_fire(conn, &ending.fire, OPEN_STATES, &ending.finish))
+        })
+        .collect())
+}
+
+/// The states a fire can end from.
+const OPEN_STATES: &[&str] = &["fired", "running"];
 
 /// The global alert URL, stored by each node at start (`alert_url` setting).
 pub const ALERT_URL_SETTING: &str = "alert_url";
@@ -267,6 +349,165 @@ pub fn apply_write_back(
         "fire {fire_id} already ended as {} with a different result; this one was recorded as a late result and does not change it",
         stored.state
     )))
+}
+
+/// A write-back as the route received it (signature checked, body parsed).
+#[derive(Debug, Clone)]
+pub struct WriteBackItem {
+    pub fire_id: String,
+    pub result: cronhook_sdk::protocol::WriteBack,
+    pub received_at: Millis,
+}
+
+/// Cached per `(job id, version)`: the job's group and whether it names child jobs
+/// for success. A job's version changes with every update, so an entry never goes stale.
+#[derive(Debug, Clone)]
+struct JobFacts {
+    group: String,
+    has_success_children: bool,
+}
+
+thread_local! {
+    static JOB_FACTS: std::cell::RefCell<HashMap<(String, i32), JobFacts>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// Entries of [`JOB_FACTS`] kept at most (per thread); beyond, it starts over.
+const MAX_CACHED_JOB_FACTS: usize = 100_000;
+
+/// The facts of the current version of each of `job_ids` (a job gone has none): one
+/// read of their versions, and of their specs only for versions not seen before.
+fn job_facts(
+    conn: &mut DbConnection,
+    job_ids: &[String],
+) -> Result<HashMap<String, JobFacts>, AppError> {
+    let versions = db::jobs::versions_of(conn, job_ids)?;
+    let mut facts = HashMap::with_capacity(versions.len());
+    let mut unseen = Vec::new();
+    JOB_FACTS.with(|cache| {
+        let cache = cache.borrow();
+        for (id, version) in &versions {
+            match cache.get(&(id.clone(), *version)) {
+                Some(known) => {
+                    facts.insert(id.clone(), known.clone());
+                }
+                None => unseen.push(id.clone()),
+            }
+        }
+    });
+    if unseen.is_empty() {
+        return Ok(facts);
+    }
+    let rows = db::jobs::find_many(conn, &unseen)?;
+    JOB_FACTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() + rows.len() > MAX_CACHED_JOB_FACTS {
+            cache.clear();
+        }
+        for row in &rows {
+            // An unreadable spec gets no facts: its write-backs go the long way.
+            let Ok(job) = JobForDispatch::from_row(row) else {
+                continue;
+            };
+            let known = JobFacts {
+                group: row.group_name.clone(),
+                has_success_children: !job.spec.on_success.is_empty(),
+            };
+            cache.insert((row.id.clone(), row.version), known.clone());
+            facts.insert(row.id.clone(), known);
+        }
+    });
+    Ok(facts)
+}
+
+/// [`apply_write_back`] for many results: successes for open fires of jobs naming no
+/// child jobs are recorded in one statement per 500 (in callback mode that is most
+/// results); the others — failures, repeats, conflicts, child jobs — one by one.
+/// Results in the order given.
+pub fn apply_write_backs(
+    conn: &mut DbConnection,
+    items: &[WriteBackItem],
+) -> Result<Vec<Result<WriteBackResult, AppError>>, AppError> {
+    use cronhook_sdk::protocol::{truncate_output, ResultStatus};
+    let mut results: Vec<Option<Result<WriteBackResult, AppError>>> =
+        std::iter::repeat_with(|| None).take(items.len()).collect();
+    let candidates: Vec<usize> = (0..items.len())
+        .filter(|&i| {
+            let item = &items[i];
+            item.result.status == ResultStatus::Succeeded
+                && item.result.fire_id.map(|id| id.to_string()).as_deref()
+                    == Some(item.fire_id.as_str())
+        })
+        .collect();
+    if !candidates.is_empty() {
+        let ids: Vec<String> = candidates
+            .iter()
+            .map(|&i| items[i].fire_id.clone())
+            .collect();
+        let fires: HashMap<String, FireRow> = db::fires::find_many(conn, &ids)?
+            .into_iter()
+            .map(|fire| (fire.id.clone(), fire))
+            .collect();
+        let mut job_ids: Vec<String> = fires.values().map(|f| f.job_id.clone()).collect();
+        job_ids.sort();
+        job_ids.dedup();
+        let facts = job_facts(conn, &job_ids)?;
+        let mut plain: Vec<(usize, Finish, String)> = Vec::new();
+        for i in candidates {
+            let item = &items[i];
+            let Some(fire) = fires.get(&item.fire_id) else {
+                continue;
+            };
+            let open = FireState::parse(&fire.state).is_some_and(|s| !s.is_terminal());
+            let Some(job) = facts.get(&fire.job_id) else {
+                continue;
+            };
+            if !open || job.has_success_children {
+                continue;
+            }
+            let mut output = item.result.output.clone();
+            let output_truncated = output.as_mut().map(truncate_output).unwrap_or(false);
+            let finish = Finish {
+                state: FireState::Succeeded.as_str(),
+                finished_at: item.received_at,
+                output,
+                output_truncated,
+                error: item.result.error.clone(),
+                reported_started_at: item.result.started_at.map(|t| t.timestamp_millis()),
+                reported_finished_at: item.result.finished_at.map(|t| t.timestamp_millis()),
+                ..Default::default()
+            };
+            plain.push((i, finish, job.group.clone()));
+        }
+        let updates: Vec<(&str, &Finish)> = plain
+            .iter()
+            .map(|(i, finish, _)| (items[*i].fire_id.as_str(), finish))
+            .collect();
+        let changed: HashSet<String> = db::fires::finish_many(conn, OPEN_STATES, &updates)?
+            .into_iter()
+            .collect();
+        for (i, finish, group) in plain {
+            // Unchanged: ended by another writer meanwhile; the long way compares.
+            if changed.contains(&items[i].fire_id) {
+                let ended = Ended {
+                    changed: true,
+                    group,
+                    ..Default::default()
+                };
+                crate::metrics::fire_ended(&ended, finish.state);
+                results[i] = Some(Ok(WriteBackResult::Recorded { new_work: false }));
+            }
+        }
+    }
+    Ok(results
+        .into_iter()
+        .zip(items)
+        .map(|(result, item)| {
+            result.unwrap_or_else(|| {
+                apply_write_back(conn, &item.fire_id, &item.result, item.received_at)
+            })
+        })
+        .collect())
 }
 
 fn record_late(
