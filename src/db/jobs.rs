@@ -79,12 +79,31 @@ pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Job
 /// `(id, version)` of the jobs among `ids` that exist: whether a job changed since a
 /// fire of it was claimed, without reading (and parsing) its spec.
 pub fn versions_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, i32)>> {
-    super::in_id_chunks(ids, |chunk| {
-        jobs::table
-            .filter(jobs::id.eq_any(chunk))
-            .select((jobs::id, jobs::version))
-            .load(conn)
-    })
+    use diesel::sql_types::Text;
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        version: i32,
+    }
+    let mut versions = Vec::with_capacity(ids.len());
+    for chunk in super::statement::fixed_chunks(ids, super::IDS_PER_STATEMENT) {
+        macro_rules! run {
+            ($conn:expr) => {{
+                let mut query =
+                    super::statement::Statement::new("SELECT id, version FROM jobs WHERE id IN ");
+                query.bind_list::<Text, _>(chunk.iter().map(String::as_str));
+                query.load::<Version>($conn)?
+            }};
+        }
+        let rows = match conn {
+            DbConnection::Postgresql(pg) => run!(pg),
+            DbConnection::Sqlite(lite) => run!(lite),
+        };
+        versions.extend(rows.into_iter().map(|row| (row.id, row.version)));
+    }
+    Ok(versions)
 }
 
 #[derive(Debug, Default, Clone)]

@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod retention;
 pub mod schema;
 pub mod settings;
+pub mod statement;
 pub mod tokens;
 pub mod triggers;
 
@@ -52,31 +53,12 @@ pub fn in_id_chunks<I, T>(
     Ok(rows)
 }
 
-/// The `VALUES` rows of a many-row `UPDATE … FROM (VALUES …)`: `rows` tuples of
-/// `casts.len()` parameters. PostgreSQL numbers its parameters and needs each column's
-/// type spelled out (`$1::bigint`); SQLite takes `?` and infers.
-pub fn values_placeholders(postgres: bool, rows: usize, casts: &[&str]) -> String {
-    let mut values = String::with_capacity(rows * casts.len() * 12);
-    for row in 0..rows {
-        values.push_str(if row == 0 { "(" } else { ", (" });
-        for (column, cast) in casts.iter().enumerate() {
-            if column > 0 {
-                values.push_str(", ");
-            }
-            if postgres {
-                values.push_str(&format!("${}::{cast}", row * casts.len() + column + 1));
-            } else {
-                values.push('?');
-            }
-        }
-        values.push(')');
-    }
-    values
-}
-
 /// Rows of one many-row `UPDATE … FROM (VALUES …)` at most: well under both backends'
 /// parameter limits with a dozen columns.
-pub const ROWS_PER_UPDATE: usize = 500;
+pub const ROWS_PER_UPDATE: usize = 512;
+/// Ids in one `IN (…)` list of a [`statement::Statement`] at most (a power of two, for
+/// [`statement::fixed_chunks`]).
+pub const IDS_PER_STATEMENT: usize = 1_024;
 
 /// One `id` column, for statements that return the ids they changed.
 #[derive(diesel::QueryableByName)]
