@@ -107,6 +107,18 @@ pub fn problem_response(status: StatusCode, title: &str, detail: &str) -> HttpRe
         })
 }
 
+impl AppError {
+    /// What a caller is told: the error itself, except internals (server errors), which
+    /// go to the log only.
+    pub fn public_detail(&self) -> String {
+        if self.status_code().is_server_error() {
+            "the server could not complete the request; see its log".to_string()
+        } else {
+            self.to_string()
+        }
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -125,13 +137,10 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let detail = if status.is_server_error() {
-            // Internals go to the log, not to the caller.
+        if status.is_server_error() {
             log::error!("request failed: {self}");
-            "the server could not complete the request; see its log".to_string()
-        } else {
-            self.to_string()
-        };
+        }
+        let detail = self.public_detail();
         let mut response = problem_response(status, self.title(), &detail);
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

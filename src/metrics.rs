@@ -27,6 +27,7 @@ struct Metrics {
     claim_duration: Histogram,
     dispatch_duration: HistogramVec,
     write_backs: IntCounterVec,
+    write_back_requests: IntCounterVec,
     retries: IntCounterVec,
     misfires: IntCounterVec,
     purged: IntCounterVec,
@@ -105,6 +106,12 @@ static METRICS: LazyLock<Metrics> =
             "Executor write-backs received, by how they were taken.",
             &["result"],
         ),
+        write_back_requests: counter(
+            &registry,
+            "cronhook_write_back_requests_total",
+            "Write-back requests received: `single` (one result) or `batch` (several).",
+            &["kind"],
+        ),
         retries: counter(
             &registry,
             "cronhook_retries_total",
@@ -166,6 +173,11 @@ pub fn dispatch_answered(started: Instant, answer: &str) {
 /// A write-back was answered; `result` is one of a fixed set (see the route).
 pub fn write_back(result: &str) {
     METRICS.write_backs.with_label_values(&[result]).inc();
+}
+
+/// A write-back request arrived; `kind` is `single` or `batch`.
+pub fn write_back_request(kind: &str) {
+    METRICS.write_back_requests.with_label_values(&[kind]).inc();
 }
 
 /// A fire ended by [`end_fire`](crate::scheduler::outcome::end_fire): counts the

@@ -112,6 +112,10 @@ async fn every_second_cron_job_goes_fired_running_succeeded_each_time() {
             ms(&fire["scheduled_at"])
         );
     }
+    // Results went out through the batch write-back (several per request when they
+    // wait together; used even for one).
+    let stats = executor.stats();
+    assert!(stats.delivery_batches >= 1, "{stats:?}");
     served.stop().await;
     app.stop().await;
 }
@@ -437,6 +441,122 @@ async fn write_back_is_idempotent_and_checked() {
         protocol::MAX_OUTPUT_BYTES
     );
     assert_eq!(fire["output_truncated"], true);
+    hook.stop().await;
+    app.stop().await;
+}
+
+/// A signed batch write-back (`POST /api/v1/fires/results`), as the SDK sends it.
+async fn write_back_batch(app: &TestApp, body: Value, secret: &str) -> (u16, Value) {
+    let body = serde_json::to_vec(&body).expect("json");
+    let signature = protocol::sign_now(secret.as_bytes(), &body);
+    call_raw(
+        &app.url(protocol::RESULTS_PATH),
+        &[
+            ("Content-Type", "application/json".into()),
+            (protocol::SIGNATURE_HEADER, signature),
+        ],
+        body,
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn batch_write_back_answers_each_result_as_if_sent_alone() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let hook = Webhook::start();
+    hook.state.status.store(202, Ordering::SeqCst);
+    let mut running = Vec::new();
+    for name in ["batch-a", "batch-b", "batch-c"] {
+        let job = app
+            .create_job(json!({
+                "name": name,
+                "target": { "url": hook.url() },
+                "triggers": [{ "kind": "immediate" }],
+            }))
+            .await;
+        let job_id = job["id"].as_str().unwrap().to_string();
+        let fires = app
+            .wait_fires(&job_id, "a running fire", |f| states(f) == ["running"])
+            .await;
+        running.push(fires[0]["id"].as_str().unwrap().to_string());
+    }
+    let (a, b, c) = (&running[0], &running[1], &running[2]);
+    let (status, _) = write_back(
+        &app,
+        a,
+        json!({ "status": "succeeded", "output": "a" }),
+        SECRET,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Refused as a whole: unsigned, empty, too many — nothing changes.
+    let one = json!({ "results": [{ "fire_id": b, "status": "succeeded" }] });
+    let (status, _) = call_raw(
+        &app.url(protocol::RESULTS_PATH),
+        &[("Content-Type", "application/json".into())],
+        serde_json::to_vec(&one).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, problem) = write_back_batch(&app, json!({ "results": [] }), SECRET).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("results"),
+        "{problem}"
+    );
+    let too_many: Vec<Value> = (0..=protocol::MAX_RESULTS_PER_BATCH)
+        .map(|_| json!({ "fire_id": b, "status": "succeeded" }))
+        .collect();
+    let (status, _) = write_back_batch(&app, json!({ "results": too_many }), SECRET).await;
+    assert_eq!(status, 400);
+    assert_eq!(app.fire(b).await["state"], "running");
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (status, answer) = write_back_batch(
+        &app,
+        json!({ "results": [
+            { "fire_id": a, "status": "succeeded", "output": "a" },
+            { "fire_id": b, "status": "succeeded", "output": "b rows" },
+            { "fire_id": c, "status": "failed", "error": "c broke" },
+            { "fire_id": unknown, "status": "succeeded" },
+            { "status": "succeeded" },
+            { "fire_id": a, "status": "failed", "error": "changed my mind" },
+        ] }),
+        SECRET,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 404, 400, 409], "{answer}");
+    assert_eq!(results[0]["repeat"], true, "identical repeat: {answer}");
+    assert_eq!(results[1]["repeat"], false, "{answer}");
+    assert_eq!(results[1]["fire_id"], json!(b));
+    assert!(
+        results[4]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("fire_id"),
+        "{answer}"
+    );
+
+    let fire_b = app.fire(b).await;
+    assert_eq!(fire_b["state"], "succeeded");
+    assert_eq!(fire_b["output"], "b rows");
+    let fire_c = app.fire(c).await;
+    assert_eq!(fire_c["state"], "failed");
+    assert_eq!(fire_c["error"], "c broke");
+    let fire_a = app.fire(a).await;
+    assert_eq!(
+        fire_a["state"], "succeeded",
+        "a conflicting result never reopens a fire"
+    );
+    assert_eq!(fire_a["output"], "a");
     hook.stop().await;
     app.stop().await;
 }

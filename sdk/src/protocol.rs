@@ -90,6 +90,46 @@ pub struct WriteBack {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Path of the batch write-back: several results in one signed request. Each result
+/// gets its own answer, as if it had been posted alone to its fire's result URL.
+pub const RESULTS_PATH: &str = "/api/v1/fires/results";
+/// Results in one batch write-back at most.
+pub const MAX_RESULTS_PER_BATCH: usize = 500;
+
+/// Body of a batch write-back: executor → `POST /api/v1/fires/results`. Every result
+/// must carry its `fire_id`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBackBatch {
+    pub results: Vec<WriteBack>,
+}
+
+/// The scheduler's answer to a batch write-back (HTTP 200): one entry per result, in
+/// the order sent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WriteBackBatchAnswer {
+    pub results: Vec<WriteBackAnswer>,
+}
+
+/// How one result of a batch was taken: `status` is the HTTP status the result would
+/// have had alone (200 accepted or identical repeat, 400, 404, 409, 500).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WriteBackAnswer {
+    /// `null` only for a result sent without its `fire_id`.
+    pub fire_id: Option<Uuid>,
+    pub status: u16,
+    #[serde(default)]
+    pub repeat: bool,
+    #[serde(default)]
+    pub after_cancel: bool,
+    /// Why it was not accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// Body of a heartbeat: executor → `POST /api/v1/executors/heartbeat`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

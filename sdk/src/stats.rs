@@ -24,6 +24,8 @@ pub struct ExecutorStats {
     pub delivery_retries: u64,
     /// Results the scheduler refused for good (400/404/409…), logged and dropped.
     pub delivery_failures: u64,
+    /// Batch write-back requests the scheduler answered (each carrying several results).
+    pub delivery_batches: u64,
     pub succeeded: u64,
     pub failed: u64,
 }
@@ -37,7 +39,7 @@ impl ExecutorStats {
             .replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('\n', "\\n");
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: [(&str, &str, &str, u64); 12] = [
             ("running", "gauge", "Handlers running now.", self.running),
             (
                 "queued",
@@ -88,6 +90,12 @@ impl ExecutorStats {
                 self.delivery_failures,
             ),
             (
+                "delivery_batches_total",
+                "counter",
+                "Batch write-back requests the scheduler answered.",
+                self.delivery_batches,
+            ),
+            (
                 "succeeded_total",
                 "counter",
                 "Handler runs that succeeded.",
@@ -118,6 +126,7 @@ pub(crate) struct Counters {
     pub delivered: AtomicU64,
     pub delivery_retries: AtomicU64,
     pub delivery_failures: AtomicU64,
+    pub delivery_batches: AtomicU64,
     pub succeeded: AtomicU64,
     pub failed: AtomicU64,
 }
@@ -144,6 +153,7 @@ impl Counters {
             delivered: get(&self.delivered),
             delivery_retries: get(&self.delivery_retries),
             delivery_failures: get(&self.delivery_failures),
+            delivery_batches: get(&self.delivery_batches),
             succeeded: get(&self.succeeded),
             failed: get(&self.failed),
         }
@@ -165,6 +175,6 @@ mod tests {
         assert!(text.contains("# TYPE cronhook_executor_outbox_depth gauge\n"));
         assert!(text.contains("cronhook_executor_outbox_depth{app=\"bill\\\"ing\"} 3\n"));
         assert!(text.contains("cronhook_executor_delivered_total{app=\"bill\\\"ing\"} 7\n"));
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 11);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 12);
     }
 }

@@ -140,8 +140,10 @@ pub async fn write_back(
     id: web::Path<String>,
     RawBody(body): RawBody,
 ) -> AppResult<HttpResponse> {
+    crate::metrics::write_back_request("single");
     let answer = take_write_back(req, state, auth, id, body).await;
-    crate::metrics::write_back(write_back_label(&answer));
+    let label = write_back_label(answer.as_ref().map(|(outcome, _)| outcome));
+    crate::metrics::write_back(label);
     answer.map(|(_, response)| response)
 }
 
@@ -167,11 +169,11 @@ pub struct WriteBackAccepted {
 }
 
 /// The metrics label of a write-back's answer (a fixed set).
-fn write_back_label(answer: &AppResult<(WriteBackResult, HttpResponse)>) -> &'static str {
+fn write_back_label(answer: Result<&WriteBackResult, &AppError>) -> &'static str {
     match answer {
-        Ok((WriteBackResult::Recorded { .. }, _)) => "recorded",
-        Ok((WriteBackResult::Repeat, _)) => "repeat",
-        Ok((WriteBackResult::AfterCancel, _)) => "after_cancel",
+        Ok(WriteBackResult::Recorded { .. }) => "recorded",
+        Ok(WriteBackResult::Repeat) => "repeat",
+        Ok(WriteBackResult::AfterCancel) => "after_cancel",
         Err(AppError::Conflict(_)) => "conflict",
         Err(AppError::NotFound(_)) => "unknown_fire",
         Err(AppError::Unauthorized(_)) => "bad_signature",
@@ -196,6 +198,23 @@ async fn take_write_back(
         result,
         received_at: now_ms(),
     };
+    let outcome = record_write_back(&req, &state, item).await?;
+    let response = HttpResponse::Ok().json(WriteBackAccepted {
+        fire_id: id,
+        accepted: true,
+        repeat: outcome == WriteBackResult::Repeat,
+        after_cancel: outcome == WriteBackResult::AfterCancel,
+    });
+    Ok((outcome, response))
+}
+
+/// Records one result (with whatever else this worker is recording) and says so.
+async fn record_write_back(
+    req: &HttpRequest,
+    state: &State,
+    item: WriteBackItem,
+) -> AppResult<WriteBackResult> {
+    let id = item.fire_id.clone();
     let outcome = match req.app_data::<WriteBacks>() {
         Some(write_backs) => write_backs.0.submit(item).await?,
         None => {
@@ -227,13 +246,92 @@ async fn take_write_back(
         // A retry or child fires are due: look now rather than at the next poll.
         state.scheduler.wake();
     }
-    let response = HttpResponse::Ok().json(WriteBackAccepted {
-        fire_id: id,
-        accepted: true,
-        repeat: outcome == WriteBackResult::Repeat,
-        after_cancel: outcome == WriteBackResult::AfterCancel,
+    Ok(outcome)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/fires/results",
+    tag = "executors",
+    operation_id = "write_back_results",
+    summary = "Write back several fires' results in one request (executor, signed)",
+    request_body(content = cronhook_sdk::protocol::WriteBackBatch, content_type = "application/json"),
+    security(("signature" = [])),
+    responses(
+        (status = 200, description = "Each result's own answer, in order: the status it would have had alone", body = cronhook_sdk::protocol::WriteBackBatchAnswer),
+        (status = 400, description = "Malformed batch (not JSON, no results, more than 500); `detail` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Bad or stale signature", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `max_body_bytes`", body = Problem, content_type = "application/problem+json")
+    )
+)]
+/// `POST /api/v1/fires/results`: the SDK sends the results it has waiting together, so
+/// a busy executor makes one request (and the scheduler one batch of writes) for many.
+pub async fn write_back_many(
+    req: HttpRequest,
+    state: State,
+    auth: web::Data<AuthState>,
+    RawBody(body): RawBody,
+) -> AppResult<HttpResponse> {
+    use actix_web::ResponseError;
+    use cronhook_sdk::protocol::{WriteBackAnswer, WriteBackBatch, WriteBackBatchAnswer};
+    crate::metrics::write_back_request("batch");
+    auth.verify_signature(&req, &body)?;
+    let batch: WriteBackBatch = parse_json(&body)?;
+    let max = cronhook_sdk::protocol::MAX_RESULTS_PER_BATCH;
+    if batch.results.is_empty() || batch.results.len() > max {
+        return Err(AppError::invalid(
+            "results",
+            format!("must hold 1 to {max} results, not {}", batch.results.len()),
+        ));
+    }
+    let received_at = now_ms();
+    let answers = batch.results.into_iter().map(|result| {
+        let (req, state) = (&req, &state);
+        async move {
+            let fire_id = result.fire_id;
+            let Some(id) = fire_id else {
+                crate::metrics::write_back("invalid");
+                return WriteBackAnswer {
+                    fire_id,
+                    status: 400,
+                    repeat: false,
+                    after_cancel: false,
+                    detail: Some("fire_id: must be present in each result of a batch".into()),
+                };
+            };
+            let item = WriteBackItem {
+                fire_id: id.to_string(),
+                result,
+                received_at,
+            };
+            let outcome = record_write_back(req, state, item).await;
+            crate::metrics::write_back(write_back_label(outcome.as_ref()));
+            match outcome {
+                Ok(outcome) => WriteBackAnswer {
+                    fire_id,
+                    status: 200,
+                    repeat: outcome == WriteBackResult::Repeat,
+                    after_cancel: outcome == WriteBackResult::AfterCancel,
+                    detail: None,
+                },
+                Err(e) => {
+                    let status = e.status_code().as_u16();
+                    if status >= 500 {
+                        log::error!("fire {id}: write-back in a batch failed: {e}");
+                    }
+                    WriteBackAnswer {
+                        fire_id,
+                        status,
+                        repeat: false,
+                        after_cancel: false,
+                        detail: Some(e.public_detail()),
+                    }
+                }
+            }
+        }
     });
-    Ok((outcome, response))
+    let results = futures_util::future::join_all(answers).await;
+    Ok(HttpResponse::Ok().json(WriteBackBatchAnswer { results }))
 }
 
 #[utoipa::path(

@@ -54,6 +54,7 @@ route_table! {
     post "/api/v1/jobs/{id}/run" => jobs::run_now;
     get "/api/v1/fires" => fires::list;
     get "/api/v1/fires/{id}" => fires::get;
+    post "/api/v1/fires/results" => fires::write_back_many;
     post "/api/v1/fires/{id}/result" => fires::write_back;
     post "/api/v1/fires/{id}/cancel" => fires::cancel;
     get "/api/v1/cron/preview" => cron::preview;

@@ -140,6 +140,7 @@ impl Modify for SecuritySchemes {
         super::fires::list,
         super::fires::get,
         super::fires::write_back,
+        super::fires::write_back_many,
         super::fires::cancel,
         super::cron::preview,
         super::executors::list,
