@@ -283,7 +283,7 @@ async fn metrics_after_fires_have_the_expected_series() {
             assert!(
                 [
                     "group", "state", "answer", "result", "app", "valid", "pool", "rule", "policy",
-                    "le", "quantile"
+                    "kind", "le", "quantile"
                 ]
                 .contains(&key.as_str()),
                 "unexpected label {key} on {}",
@@ -909,7 +909,10 @@ async fn openapi_document_describes_every_mounted_route() {
             let scheme = op["security"][0]
                 .as_object()
                 .and_then(|s| s.keys().next().cloned());
-            let expected = if path.ends_with("/result") || path.ends_with("/heartbeat") {
+            let expected = if path.ends_with("/result")
+                || path.ends_with("/results")
+                || path.ends_with("/heartbeat")
+            {
                 "signature"
             } else {
                 "bearer"
@@ -940,6 +943,7 @@ async fn openapi_document_describes_every_mounted_route() {
                 | "/api/v1/jobs/{id}"
                 | "/api/v1/jobs/{id}/run"
                 | "/api/v1/fires/{id}/result"
+                | "/api/v1/fires/results"
                 | "/api/v1/executors/heartbeat"
                 | "/api/v1/calendars"
                 | "/api/v1/calendars/{name}"
