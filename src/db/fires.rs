@@ -79,20 +79,11 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<FireRow>> {
 /// The fires among `ids` that exist (a statement kept prepared: the write-back path
 /// reads each batch's fires with it).
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<FireRow>> {
-    use diesel::sql_types::Text;
     let mut rows = Vec::with_capacity(ids.len());
     for chunk in fixed_chunks(ids, super::IDS_PER_STATEMENT) {
-        macro_rules! run {
-            ($conn:expr) => {{
-                let mut query = Statement::new("SELECT * FROM fires WHERE id IN ");
-                query.bind_list::<Text, _>(chunk.iter().map(String::as_str));
-                query.load::<FireRow>($conn)?
-            }};
-        }
-        rows.extend(match conn {
-            DbConnection::Postgresql(pg) => run!(pg),
-            DbConnection::Sqlite(lite) => run!(lite),
-        });
+        let mut query = Statement::new("SELECT * FROM fires WHERE id IN ");
+        query.bind_list(chunk.iter().map(String::as_str));
+        rows.extend(query.load::<FireRow>(conn)?);
     }
     Ok(rows)
 }
@@ -191,33 +182,30 @@ pub fn fence_for_dispatch(
     ids: &[String],
     now: i64,
 ) -> QueryResult<Vec<String>> {
-    use diesel::sql_types::{BigInt, Text};
+    // `+state` on SQLite: without it SQLite walks the state index (every waiting fire,
+    // thousands under load) instead of looking up the listed ids.
+    let state = match conn {
+        DbConnection::Sqlite(_) => "+state",
+        DbConnection::Postgresql(_) => "state",
+    };
     let mut fenced = Vec::with_capacity(ids.len());
     for chunk in fixed_chunks(ids, super::IDS_PER_STATEMENT) {
-        // `+state` on SQLite: without it SQLite walks the state index (every waiting
-        // fire, thousands under load) instead of looking up the listed ids.
-        macro_rules! run {
-            ($conn:expr, $state:literal) => {{
-                let mut query = Statement::new("UPDATE fires SET dispatched_at = ");
-                query
-                    .bind::<BigInt, _>(now)
-                    .sql(concat!(
-                        " WHERE ",
-                        $state,
-                        " = 'fired' AND dispatched_at IS NULL AND owner_node = "
-                    ))
-                    .bind::<Text, _>(node)
-                    .sql(" AND id IN ")
-                    .bind_list::<Text, _>(chunk.iter().map(String::as_str))
-                    .sql(" RETURNING id");
-                query.load::<super::IdRow>($conn)?
-            }};
-        }
-        let rows = match conn {
-            DbConnection::Postgresql(pg) => run!(pg, "state"),
-            DbConnection::Sqlite(lite) => run!(lite, "+state"),
-        };
-        fenced.extend(rows.into_iter().map(|row| row.id));
+        let mut query = Statement::new("UPDATE fires SET dispatched_at = ");
+        query
+            .bind(now)
+            .sql(&format!(
+                " WHERE {state} = 'fired' AND dispatched_at IS NULL AND owner_node = "
+            ))
+            .bind(node)
+            .sql(" AND id IN ")
+            .bind_list(chunk.iter().map(String::as_str))
+            .sql(" RETURNING id");
+        fenced.extend(
+            query
+                .load::<super::IdRow>(conn)?
+                .into_iter()
+                .map(|row| row.id),
+        );
     }
     Ok(fenced)
 }
@@ -289,47 +277,37 @@ pub fn mark_running_many(
     conn: &mut DbConnection,
     acks: &[Acknowledged],
 ) -> QueryResult<Vec<String>> {
-    use diesel::sql_types::{BigInt, Integer, Text};
     let mut changed = Vec::with_capacity(acks.len());
     for chunk in fixed_chunks(acks, super::ROWS_PER_UPDATE) {
-        macro_rules! run {
-            ($conn:expr) => {{
-                let mut query = Statement::new(
-                    "UPDATE fires SET state = 'running', dispatched_at = v.dispatched_at, \
-                     acked_at = v.acked_at, deadline_at = v.deadline_at, \
-                     http_status = v.http_status, executor = v.executor \
-                     FROM (SELECT column1 AS id, column2 AS dispatched_at, column3 AS acked_at, \
-                     column4 AS deadline_at, column5 AS http_status, column6 AS executor \
-                     FROM (VALUES ",
-                );
-                for (i, ack) in chunk.iter().enumerate() {
-                    query
-                        .sql(if i == 0 { "(" } else { ", (" })
-                        .bind::<Text, _>(ack.id.as_str())
-                        .sql(", ")
-                        .bind::<BigInt, _>(ack.dispatched_at)
-                        .sql(", ")
-                        .bind::<BigInt, _>(ack.acked_at)
-                        .sql(", ")
-                        .bind::<BigInt, _>(ack.deadline_at)
-                        .sql(", ")
-                        .bind::<Integer, _>(ack.http_status)
-                        .sql(", ")
-                        .bind::<Text, _>(ack.executor.as_str())
-                        .sql(")");
-                }
-                query.sql(
-                    ") AS listed) AS v WHERE fires.id = v.id AND fires.state = 'fired' \
-                     RETURNING fires.id",
-                );
-                query.load::<super::IdRow>($conn)?
-            }};
-        }
-        let rows = match conn {
-            DbConnection::Postgresql(pg) => run!(pg),
-            DbConnection::Sqlite(lite) => run!(lite),
-        };
-        changed.extend(rows.into_iter().map(|row| row.id));
+        let mut query = Statement::new(
+            "UPDATE fires SET state = 'running', dispatched_at = v.dispatched_at, \
+             acked_at = v.acked_at, deadline_at = v.deadline_at, \
+             http_status = v.http_status, executor = v.executor \
+             FROM (SELECT column1 AS id, column2 AS dispatched_at, column3 AS acked_at, \
+             column4 AS deadline_at, column5 AS http_status, column6 AS executor \
+             FROM (VALUES ",
+        );
+        query
+            .bind_rows(chunk, |ack| {
+                [
+                    ack.id.as_str().into(),
+                    ack.dispatched_at.into(),
+                    ack.acked_at.into(),
+                    ack.deadline_at.into(),
+                    ack.http_status.into(),
+                    ack.executor.as_str().into(),
+                ]
+            })
+            .sql(
+                ") AS listed) AS v WHERE fires.id = v.id AND fires.state = 'fired' \
+                 RETURNING fires.id",
+            );
+        changed.extend(
+            query
+                .load::<super::IdRow>(conn)?
+                .into_iter()
+                .map(|row| row.id),
+        );
     }
     Ok(changed)
 }
@@ -367,7 +345,6 @@ pub fn finish_many(
     from: &[&'static str],
     items: &[(&str, &Finish)],
 ) -> QueryResult<Vec<String>> {
-    use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
     let from_list = from
         .iter()
         .map(|state| format!("'{state}'"))
@@ -375,65 +352,50 @@ pub fn finish_many(
         .join(", ");
     let mut changed = Vec::with_capacity(items.len());
     for chunk in fixed_chunks(items, super::ROWS_PER_UPDATE) {
-        macro_rules! run {
-            ($conn:expr) => {{
-                let mut query = Statement::new(
-                    "UPDATE fires SET state = v.state, finished_at = v.finished_at, \
-                     dispatched_at = COALESCE(v.dispatched_at, fires.dispatched_at), \
-                     acked_at = COALESCE(v.acked_at, fires.acked_at), \
-                     http_status = COALESCE(v.http_status, fires.http_status), \
-                     executor = COALESCE(v.executor, fires.executor), \
-                     output = COALESCE(v.output, fires.output), \
-                     output_truncated = v.output_truncated, \
-                     error = COALESCE(v.error, fires.error), \
-                     reported_started_at = COALESCE(v.reported_started_at, fires.reported_started_at), \
-                     reported_finished_at = COALESCE(v.reported_finished_at, fires.reported_finished_at) \
-                     FROM (SELECT column1 AS id, column2 AS state, column3 AS finished_at, \
-                     column4 AS dispatched_at, column5 AS acked_at, column6 AS http_status, \
-                     column7 AS executor, column8 AS output, column9 AS output_truncated, \
-                     column10 AS error, column11 AS reported_started_at, \
-                     column12 AS reported_finished_at FROM (VALUES ",
-                );
-                for (i, (id, f)) in chunk.iter().enumerate() {
-                    query
-                        .sql(if i == 0 { "(" } else { ", (" })
-                        .bind::<Text, _>(*id)
-                        .sql(", ")
-                        .bind::<Text, _>(f.state)
-                        .sql(", ")
-                        .bind::<BigInt, _>(f.finished_at)
-                        .sql(", ")
-                        .bind::<Nullable<BigInt>, _>(f.dispatched_at)
-                        .sql(", ")
-                        .bind::<Nullable<BigInt>, _>(f.acked_at)
-                        .sql(", ")
-                        .bind::<Nullable<Integer>, _>(f.http_status)
-                        .sql(", ")
-                        .bind::<Nullable<Text>, _>(f.executor.as_deref())
-                        .sql(", ")
-                        .bind::<Nullable<Text>, _>(f.output.as_deref())
-                        .sql(", ")
-                        .bind::<Bool, _>(f.output_truncated)
-                        .sql(", ")
-                        .bind::<Nullable<Text>, _>(f.error.as_deref())
-                        .sql(", ")
-                        .bind::<Nullable<BigInt>, _>(f.reported_started_at)
-                        .sql(", ")
-                        .bind::<Nullable<BigInt>, _>(f.reported_finished_at)
-                        .sql(")");
-                }
-                query.sql(&format!(
-                    ") AS listed) AS v WHERE fires.id = v.id AND fires.state IN ({from_list}) \
-                     RETURNING fires.id"
-                ));
-                query.load::<super::IdRow>($conn)?
-            }};
-        }
-        let rows = match conn {
-            DbConnection::Postgresql(pg) => run!(pg),
-            DbConnection::Sqlite(lite) => run!(lite),
-        };
-        changed.extend(rows.into_iter().map(|row| row.id));
+        let mut query = Statement::new(
+            "UPDATE fires SET state = v.state, finished_at = v.finished_at, \
+             dispatched_at = COALESCE(v.dispatched_at, fires.dispatched_at), \
+             acked_at = COALESCE(v.acked_at, fires.acked_at), \
+             http_status = COALESCE(v.http_status, fires.http_status), \
+             executor = COALESCE(v.executor, fires.executor), \
+             output = COALESCE(v.output, fires.output), \
+             output_truncated = v.output_truncated, \
+             error = COALESCE(v.error, fires.error), \
+             reported_started_at = COALESCE(v.reported_started_at, fires.reported_started_at), \
+             reported_finished_at = COALESCE(v.reported_finished_at, fires.reported_finished_at) \
+             FROM (SELECT column1 AS id, column2 AS state, column3 AS finished_at, \
+             column4 AS dispatched_at, column5 AS acked_at, column6 AS http_status, \
+             column7 AS executor, column8 AS output, column9 AS output_truncated, \
+             column10 AS error, column11 AS reported_started_at, \
+             column12 AS reported_finished_at FROM (VALUES ",
+        );
+        query
+            .bind_rows(chunk, |(id, f)| {
+                [
+                    (*id).into(),
+                    f.state.into(),
+                    f.finished_at.into(),
+                    f.dispatched_at.into(),
+                    f.acked_at.into(),
+                    f.http_status.into(),
+                    f.executor.as_deref().into(),
+                    f.output.as_deref().into(),
+                    f.output_truncated.into(),
+                    f.error.as_deref().into(),
+                    f.reported_started_at.into(),
+                    f.reported_finished_at.into(),
+                ]
+            })
+            .sql(&format!(
+                ") AS listed) AS v WHERE fires.id = v.id AND fires.state IN ({from_list}) \
+                 RETURNING fires.id"
+            ));
+        changed.extend(
+            query
+                .load::<super::IdRow>(conn)?
+                .into_iter()
+                .map(|row| row.id),
+        );
     }
     Ok(changed)
 }

@@ -89,18 +89,10 @@ pub fn versions_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(
     }
     let mut versions = Vec::with_capacity(ids.len());
     for chunk in super::statement::fixed_chunks(ids, super::IDS_PER_STATEMENT) {
-        macro_rules! run {
-            ($conn:expr) => {{
-                let mut query =
-                    super::statement::Statement::new("SELECT id, version FROM jobs WHERE id IN ");
-                query.bind_list::<Text, _>(chunk.iter().map(String::as_str));
-                query.load::<Version>($conn)?
-            }};
-        }
-        let rows = match conn {
-            DbConnection::Postgresql(pg) => run!(pg),
-            DbConnection::Sqlite(lite) => run!(lite),
-        };
+        let mut query =
+            super::statement::Statement::new("SELECT id, version FROM jobs WHERE id IN ");
+        query.bind_list(chunk.iter().map(String::as_str));
+        let rows = query.load::<Version>(conn)?;
         versions.extend(rows.into_iter().map(|row| (row.id, row.version)));
     }
     Ok(versions)

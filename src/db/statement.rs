@@ -7,24 +7,76 @@
 //! of texts ever occur, each prepared once per connection.
 
 use diesel::backend::Backend;
-use diesel::expression::{AsExpression, TypedExpressionType};
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
-use diesel::sql_types::{SqlType, Untyped};
-use diesel::QueryResult;
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text, Untyped};
+use diesel::sqlite::Sqlite;
+use diesel::{QueryResult, QueryableByName};
 
-enum Piece<'a, DB: Backend> {
+use super::DbConnection;
+
+/// A bound value, typed. One statement serves both backends: each writes its own
+/// placeholder (`?` on SQLite, `$n` on PostgreSQL) where a value is bound.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    Text(&'a str),
+    NullableText(Option<&'a str>),
+    BigInt(i64),
+    NullableBigInt(Option<i64>),
+    Integer(i32),
+    NullableInteger(Option<i32>),
+    Bool(bool),
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Value::Text(v)
+    }
+}
+impl<'a> From<Option<&'a str>> for Value<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Value::NullableText(v)
+    }
+}
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::BigInt(v)
+    }
+}
+impl From<Option<i64>> for Value<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Value::NullableBigInt(v)
+    }
+}
+impl From<i32> for Value<'_> {
+    fn from(v: i32) -> Self {
+        Value::Integer(v)
+    }
+}
+impl From<Option<i32>> for Value<'_> {
+    fn from(v: Option<i32>) -> Self {
+        Value::NullableInteger(v)
+    }
+}
+impl From<bool> for Value<'_> {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+enum Piece<'a> {
     Sql(String),
-    Bind(Box<dyn QueryFragment<DB> + 'a>),
+    Bind(Value<'a>),
 }
 
-/// SQL text and typed bind values in order; placeholders are written by the backend
-/// (`?` on SQLite, `$n` on PostgreSQL) where each value is bound.
-pub struct Statement<'a, DB: Backend> {
-    pieces: Vec<Piece<'a, DB>>,
+/// SQL text and typed bind values in order.
+pub struct Statement<'a> {
+    pieces: Vec<Piece<'a>>,
 }
 
-impl<'a, DB: Backend> Statement<'a, DB> {
+impl<'a> Statement<'a> {
     pub fn new(sql: &str) -> Self {
         Statement {
             pieces: vec![Piece::Sql(sql.to_string())],
@@ -39,60 +91,106 @@ impl<'a, DB: Backend> Statement<'a, DB> {
         self
     }
 
-    /// A placeholder for `value`, as SQL type `ST`.
-    pub fn bind<ST, T>(&mut self, value: T) -> &mut Self
-    where
-        ST: SqlType + TypedExpressionType,
-        T: AsExpression<ST>,
-        T::Expression: QueryFragment<DB> + 'a,
-    {
-        self.pieces
-            .push(Piece::Bind(Box::new(value.as_expression())));
+    /// A placeholder for `value`.
+    pub fn bind(&mut self, value: impl Into<Value<'a>>) -> &mut Self {
+        self.pieces.push(Piece::Bind(value.into()));
         self
     }
 
-    /// `(?, ?, …)` with one placeholder per value of `values`, all as `ST`.
-    pub fn bind_list<ST, T>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Self
-    where
-        ST: SqlType + TypedExpressionType,
-        T: AsExpression<ST>,
-        T::Expression: QueryFragment<DB> + 'a,
-    {
+    /// `(?, ?, …)` with one placeholder per value of `values`.
+    pub fn bind_list<V: Into<Value<'a>>>(
+        &mut self,
+        values: impl IntoIterator<Item = V>,
+    ) -> &mut Self {
         self.sql("(");
         for (i, value) in values.into_iter().enumerate() {
             if i > 0 {
                 self.sql(", ");
             }
-            self.bind::<ST, T>(value);
+            self.bind(value);
         }
         self.sql(")")
     }
+
+    /// `(?, …), (?, …), …`: one parenthesised row per item, its values from `row`.
+    pub fn bind_rows<T, const N: usize>(
+        &mut self,
+        items: &'a [T],
+        row: impl Fn(&'a T) -> [Value<'a>; N],
+    ) -> &mut Self {
+        for (i, item) in items.iter().enumerate() {
+            self.sql(if i == 0 { "" } else { ", " });
+            self.bind_list(row(item));
+        }
+        self
+    }
+
+    /// Runs the statement and reads its rows, on whichever backend `conn` is.
+    pub fn load<R>(self, conn: &mut DbConnection) -> QueryResult<Vec<R>>
+    where
+        R: QueryableByName<Pg> + QueryableByName<Sqlite> + 'static,
+    {
+        match conn {
+            DbConnection::Postgresql(pg) => RunQueryDsl::load(self, pg),
+            DbConnection::Sqlite(lite) => RunQueryDsl::load(self, lite),
+        }
+    }
+
+    /// Runs the statement; the number of rows it changed.
+    pub fn execute(self, conn: &mut DbConnection) -> QueryResult<usize> {
+        match conn {
+            DbConnection::Postgresql(pg) => RunQueryDsl::execute(self, pg),
+            DbConnection::Sqlite(lite) => RunQueryDsl::execute(self, lite),
+        }
+    }
 }
 
-impl<DB: Backend> QueryFragment<DB> for Statement<'_, DB> {
+impl<DB> QueryFragment<DB> for Statement<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt> + HasSqlType<Integer> + HasSqlType<Bool>,
+    str: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+    i32: ToSql<Integer, DB>,
+    bool: ToSql<Bool, DB>,
+    for<'x> Option<&'x str>: ToSql<Nullable<Text>, DB>,
+    Option<i64>: ToSql<Nullable<BigInt>, DB>,
+    Option<i32>: ToSql<Nullable<Integer>, DB>,
+{
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         // Unlike diesel's own dynamic statements this one never calls
         // `unsafe_to_cache_prepared`: its text fully determines it, so diesel caches it.
         for piece in &self.pieces {
             match piece {
                 Piece::Sql(text) => out.push_sql(text),
-                Piece::Bind(value) => value.walk_ast(out.reborrow())?,
+                Piece::Bind(Value::Text(v)) => out.push_bind_param::<Text, str>(v)?,
+                Piece::Bind(Value::NullableText(v)) => {
+                    out.push_bind_param::<Nullable<Text>, Option<&str>>(v)?
+                }
+                Piece::Bind(Value::BigInt(v)) => out.push_bind_param::<BigInt, i64>(v)?,
+                Piece::Bind(Value::NullableBigInt(v)) => {
+                    out.push_bind_param::<Nullable<BigInt>, Option<i64>>(v)?
+                }
+                Piece::Bind(Value::Integer(v)) => out.push_bind_param::<Integer, i32>(v)?,
+                Piece::Bind(Value::NullableInteger(v)) => {
+                    out.push_bind_param::<Nullable<Integer>, Option<i32>>(v)?
+                }
+                Piece::Bind(Value::Bool(v)) => out.push_bind_param::<Bool, bool>(v)?,
             }
         }
         Ok(())
     }
 }
 
-impl<DB: Backend> QueryId for Statement<'_, DB> {
+impl QueryId for Statement<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<DB: Backend> Query for Statement<'_, DB> {
+impl Query for Statement<'_> {
     type SqlType = Untyped;
 }
 
-impl<DB: Backend, Conn> RunQueryDsl<Conn> for Statement<'_, DB> {}
+impl<Conn> RunQueryDsl<Conn> for Statement<'_> {}
 
 /// Cuts `items` into chunks whose lengths are powers of two no larger than `max` (a
 /// power of two), largest first: 700 rows with `max` 512 go as 512 + 128 + 32 + 16 +

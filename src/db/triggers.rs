@@ -78,34 +78,19 @@ pub type Advance = (String, Option<i64>, i64);
 /// a claim batch advances hundreds of triggers, and diesel prepares every UPDATE
 /// anew, so one statement per trigger was a large part of the claim.
 pub fn advance_many(conn: &mut DbConnection, advances: &[Advance]) -> QueryResult<()> {
-    use diesel::sql_types::{BigInt, Nullable, Text};
     for chunk in super::statement::fixed_chunks(advances, super::ROWS_PER_UPDATE) {
-        macro_rules! run {
-            ($conn:expr) => {{
-                let mut query = super::statement::Statement::new(
-                    "UPDATE triggers SET next_fire_at = v.next_fire_at, \
-                     fire_count = triggers.fire_count + v.fired \
-                     FROM (SELECT column1 AS id, column2 AS next_fire_at, column3 AS fired \
-                     FROM (VALUES ",
-                );
-                for (i, (id, next, fired)) in chunk.iter().enumerate() {
-                    query
-                        .sql(if i == 0 { "(" } else { ", (" })
-                        .bind::<Text, _>(id.as_str())
-                        .sql(", ")
-                        .bind::<Nullable<BigInt>, _>(*next)
-                        .sql(", ")
-                        .bind::<BigInt, _>(*fired)
-                        .sql(")");
-                }
-                query.sql(") AS listed) AS v WHERE triggers.id = v.id");
-                query.execute($conn)?
-            }};
-        }
-        match conn {
-            DbConnection::Postgresql(pg) => run!(pg),
-            DbConnection::Sqlite(lite) => run!(lite),
-        };
+        let mut query = super::statement::Statement::new(
+            "UPDATE triggers SET next_fire_at = v.next_fire_at, \
+             fire_count = triggers.fire_count + v.fired \
+             FROM (SELECT column1 AS id, column2 AS next_fire_at, column3 AS fired \
+             FROM (VALUES ",
+        );
+        query
+            .bind_rows(chunk, |(id, next, fired)| {
+                [id.as_str().into(), (*next).into(), (*fired).into()]
+            })
+            .sql(") AS listed) AS v WHERE triggers.id = v.id");
+        query.execute(conn)?;
     }
     Ok(())
 }
