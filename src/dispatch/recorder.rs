@@ -33,20 +33,13 @@ fn record_answers(
     conn: &mut DbConnection,
     answers: &[Answered],
 ) -> Result<Vec<Result<Option<Ended>, AppError>>, AppError> {
-    let acks: Vec<Acknowledged> = answers
-        .iter()
-        .filter_map(|a| match a {
-            Answered::Acknowledged(ack) => Some(ack.clone()),
-            Answered::Ended(_) => None,
-        })
-        .collect();
-    let endings: Vec<Ending> = answers
-        .iter()
-        .filter_map(|a| match a {
-            Answered::Ended(ending) => Some(ending.clone()),
-            Answered::Acknowledged(_) => None,
-        })
-        .collect();
+    let (mut acks, mut endings) = (Vec::new(), Vec::new());
+    for answer in answers {
+        match answer {
+            Answered::Acknowledged(ack) => acks.push(ack.clone()),
+            Answered::Ended(ending) => endings.push(ending.clone()),
+        }
+    }
     let mut ack_results = record_acknowledgements(conn, &acks)?.into_iter();
     let mut end_results = end_fires(conn, &endings)?.into_iter();
     Ok(answers

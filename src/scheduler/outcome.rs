@@ -125,26 +125,26 @@ pub fn end_fires(
             .into_iter()
             .filter(|&i| versions.get(&endings[i].job.id) == Some(&endings[i].job.version))
             .collect();
-        let items: Vec<(&str, &Finish)> = plain
+        let listed: Vec<(&str, &Finish, &str)> = plain
             .iter()
-            .map(|&i| (endings[i].fire.id.as_str(), &endings[i].finish))
+            .map(|&i| {
+                let ending = &endings[i];
+                let group = crate::metrics::group_of_key(&ending.job.key);
+                (ending.fire.id.as_str(), &ending.finish, group)
+            })
             .collect();
-        let changed: HashSet<String> = db::fires::finish_many(conn, OPEN_STATES, &items)?
-            .into_iter()
-            .collect();
-        for i in plain {
-            let ending = &endings[i];
+        let changed = end_plain_successes(conn, &listed)?;
+        for (&i, (id, _, group)) in plain.iter().zip(&listed) {
             // Not changed: another writer ended it first, as `end_fire` would find.
-            let ended = if changed.contains(&ending.fire.id) {
+            let ended = if changed.contains(*id) {
                 Ended {
                     changed: true,
-                    group: crate::metrics::group_of_key(&ending.job.key).to_string(),
+                    group: group.to_string(),
                     ..Default::default()
                 }
             } else {
                 Ended::default()
             };
-            crate::metrics::fire_ended(&ended, ending.finish.state);
             results[i] = Some(Ok(ended));
         }
     }
@@ -159,6 +159,25 @@ pub fn end_fires(
 
 /// The states a fire can end from.
 const OPEN_STATES: &[&str] = &["fired", "running"];
+
+/// Ends fires `(id, finish, group)` as plain successes (no retry or follow-up to
+/// decide) in one statement per chunk, counting each that changed under its group.
+/// Returns the ids that changed; the others had already ended.
+fn end_plain_successes(
+    conn: &mut DbConnection,
+    plain: &[(&str, &Finish, &str)],
+) -> Result<HashSet<String>, AppError> {
+    let updates: Vec<(&str, &Finish)> = plain.iter().map(|(id, f, _)| (*id, *f)).collect();
+    let changed: HashSet<String> = db::fires::finish_many(conn, OPEN_STATES, &updates)?
+        .into_iter()
+        .collect();
+    for (id, finish, group) in plain {
+        if changed.contains(*id) {
+            crate::metrics::fire_finished(group, finish.state);
+        }
+    }
+    Ok(changed)
+}
 
 /// The global alert URL, stored by each node at start (`alert_url` setting).
 pub const ALERT_URL_SETTING: &str = "alert_url";
@@ -324,7 +343,7 @@ pub fn apply_write_back(
             reported_finished_at: result.finished_at.map(|t| t.timestamp_millis()),
             ..Default::default()
         };
-        let ended = end_fire(conn, &fire, &["fired", "running"], &finish)?;
+        let ended = end_fire(conn, &fire, OPEN_STATES, &finish)?;
         if ended.changed {
             return Ok(WriteBackResult::Recorded {
                 new_work: ended.made_new_work(),
@@ -479,23 +498,15 @@ pub fn apply_write_backs(
             };
             plain.push((i, finish, job.group.clone()));
         }
-        let updates: Vec<(&str, &Finish)> = plain
+        let listed: Vec<(&str, &Finish, &str)> = plain
             .iter()
-            .map(|(i, finish, _)| (items[*i].fire_id.as_str(), finish))
+            .map(|(i, finish, group)| (items[*i].fire_id.as_str(), finish, group.as_str()))
             .collect();
-        let changed: HashSet<String> = db::fires::finish_many(conn, OPEN_STATES, &updates)?
-            .into_iter()
-            .collect();
-        for (i, finish, group) in plain {
+        let changed = end_plain_successes(conn, &listed)?;
+        for (i, _, _) in &plain {
             // Unchanged: ended by another writer meanwhile; the long way compares.
-            if changed.contains(&items[i].fire_id) {
-                let ended = Ended {
-                    changed: true,
-                    group,
-                    ..Default::default()
-                };
-                crate::metrics::fire_ended(&ended, finish.state);
-                results[i] = Some(Ok(WriteBackResult::Recorded { new_work: false }));
+            if changed.contains(&items[*i].fire_id) {
+                results[*i] = Some(Ok(WriteBackResult::Recorded { new_work: false }));
             }
         }
     }
@@ -545,7 +556,7 @@ pub fn cancel_fire(
             error: Some(reason.to_string()),
             ..Default::default()
         };
-        if db::fires::finish(conn, fire_id, &["fired", "running"], &finish)? == 0 {
+        if db::fires::finish(conn, fire_id, OPEN_STATES, &finish)? == 0 {
             return Err(AppError::Conflict(format!(
                 "fire {fire_id} already ended as {}; only fired or running fires can be cancelled",
                 fire.state
