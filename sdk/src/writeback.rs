@@ -181,10 +181,7 @@ impl Deliverer {
         url: String,
         entry: &OutboxEntry,
     ) -> Option<Attempt> {
-        let bound = WriteBack {
-            fire_id: Some(entry.fire_id),
-            ..entry.result.clone()
-        };
+        let bound = bound_result(entry);
         let size = estimated_size(&bound);
         if size > MAX_BATCH_BYTES {
             return None;
@@ -311,11 +308,7 @@ impl Deliverer {
     }
 
     async fn attempt_alone(&self, entry: &OutboxEntry) -> Attempt {
-        let bound = WriteBack {
-            fire_id: Some(entry.fire_id),
-            ..entry.result.clone()
-        };
-        let body = match serde_json::to_vec(&bound) {
+        let body = match serde_json::to_vec(&bound_result(entry)) {
             Ok(body) => body,
             Err(e) => return Attempt::Refused(0, format!("could not encode the result: {e}")),
         };
@@ -352,6 +345,14 @@ fn classify(status: u16, detail: String) -> Attempt {
         200..=299 => Attempt::Delivered,
         400 | 404 | 409 | 410 | 413 | 422 => Attempt::Refused(status, detail),
         _ => Attempt::Retry(format!("answer {status}: {detail}")),
+    }
+}
+
+/// The result as sent: bound to its fire by the `fire_id` inside the signed body.
+fn bound_result(entry: &OutboxEntry) -> WriteBack {
+    WriteBack {
+        fire_id: Some(entry.fire_id),
+        ..entry.result.clone()
     }
 }
 

@@ -38,16 +38,17 @@ pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 /// Most ids bound in one `IN (…)` list. SQLite refuses a statement with more than
 /// 32,766 parameters and PostgreSQL more than 65,535; a backlog (a long outage, a huge
-/// wave) can exceed both, so id lists are sent in chunks of this size.
-pub const MAX_IDS_PER_STATEMENT: usize = 2_000;
+/// wave) can exceed both, so id lists are sent in chunks of this size. A power of two,
+/// for [`statement::fixed_chunks`].
+pub const IDS_PER_STATEMENT: usize = 1_024;
 
-/// Runs `query` on `ids` in chunks of [`MAX_IDS_PER_STATEMENT`] and joins the rows.
+/// Runs `query` on `ids` in chunks of [`IDS_PER_STATEMENT`] and joins the rows.
 pub fn in_id_chunks<I, T>(
     ids: &[I],
     mut query: impl FnMut(&[I]) -> diesel::QueryResult<Vec<T>>,
 ) -> diesel::QueryResult<Vec<T>> {
     let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
         rows.extend(query(chunk)?);
     }
     Ok(rows)
@@ -56,9 +57,6 @@ pub fn in_id_chunks<I, T>(
 /// Rows of one many-row `UPDATE … FROM (VALUES …)` at most: well under both backends'
 /// parameter limits with a dozen columns.
 pub const ROWS_PER_UPDATE: usize = 512;
-/// Ids in one `IN (…)` list of a [`statement::Statement`] at most (a power of two, for
-/// [`statement::fixed_chunks`]).
-pub const IDS_PER_STATEMENT: usize = 1_024;
 
 /// One `id` column, for statements that return the ids they changed.
 #[derive(diesel::QueryableByName)]

@@ -13,9 +13,7 @@ use crate::db::Db;
 use crate::domain::FireState;
 use crate::error::{AppError, AppResult, Problem};
 use crate::routes::views::FireView;
-use crate::scheduler::outcome::{
-    apply_write_back, apply_write_backs, cancel_fire, WriteBackItem, WriteBackResult,
-};
+use crate::scheduler::outcome::{apply_write_backs, cancel_fire, WriteBackItem, WriteBackResult};
 use crate::time::now_ms;
 use std::rc::Rc;
 
@@ -215,17 +213,11 @@ async fn record_write_back(
     item: WriteBackItem,
 ) -> AppResult<WriteBackResult> {
     let id = item.fire_id.clone();
-    let outcome = match req.app_data::<WriteBacks>() {
-        Some(write_backs) => write_backs.0.submit(item).await?,
-        None => {
-            state
-                .db
-                .run(true, move |conn| {
-                    apply_write_back(conn, &item.fire_id, &item.result, item.received_at)
-                })
-                .await?
-        }
-    };
+    // Registered for every worker in `startup`.
+    let write_backs = req
+        .app_data::<WriteBacks>()
+        .ok_or_else(|| AppError::Internal("the write-back batcher is not configured".into()))?;
+    let outcome = write_backs.0.submit(item).await?;
     let recorded = matches!(outcome, WriteBackResult::Recorded { .. });
     if recorded && log::log_enabled!(log::Level::Info) {
         // Only for the log line (a read per result, so skipped when info is off), on a
