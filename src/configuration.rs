@@ -73,7 +73,7 @@ pub struct SchedulerSettings {
     pub lookahead_ms: u64,
     /// Longest sleep between two claim rounds when nothing wakes the loop earlier.
     pub poll_interval_ms: u64,
-    /// Triggers (and pending fires) claimed per transaction.
+    /// Triggers (and pending fires) claimed per claim write; a busy round sends several.
     pub batch_size: i64,
     /// A trigger later than this is misfired and its misfire policy applies.
     pub misfire_threshold_ms: u64,
@@ -124,7 +124,7 @@ impl Default for SchedulerSettings {
         SchedulerSettings {
             lookahead_ms: 1_000,
             poll_interval_ms: 250,
-            batch_size: 500,
+            batch_size: 128,
             misfire_threshold_ms: 10_000,
             catch_up_max: 100,
             dispatch_concurrency: 512,

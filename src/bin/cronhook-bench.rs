@@ -736,8 +736,19 @@ fn status_mb(pid: u32, key: &str) -> Option<f64> {
 #[derive(Clone)]
 struct Arrivals(Arc<ArrivalLog>);
 
+/// One fire as the executor saw it (ms since the epoch).
+#[derive(Clone)]
+struct Arrival {
+    job: String,
+    scheduled: i64,
+    /// When the scheduler sent it (the dispatch body's `fired_at`).
+    sent: i64,
+    /// When the executor's handler saw it.
+    arrived: i64,
+}
+
 struct ArrivalLog {
-    all: Mutex<Vec<(String, i64, i64)>>,
+    all: Mutex<Vec<Arrival>>,
     window: Mutex<(i64, i64)>,
     in_window: std::sync::atomic::AtomicUsize,
 }
@@ -753,7 +764,7 @@ impl Default for Arrivals {
 }
 
 impl Arrivals {
-    fn record(&self, job: String, scheduled: i64) {
+    fn record(&self, job: String, scheduled: i64, sent: i64) {
         let arrived = now_ms();
         let (from, until) = self.0.window.lock().map(|w| *w).unwrap_or((0, 0));
         if (from..until).contains(&scheduled) {
@@ -762,7 +773,12 @@ impl Arrivals {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Ok(mut all) = self.0.all.lock() {
-            all.push((job, scheduled, arrived));
+            all.push(Arrival {
+                job,
+                scheduled,
+                sent,
+                arrived,
+            });
         }
     }
 
@@ -774,7 +790,7 @@ impl Arrivals {
         let already = self
             .snapshot()
             .iter()
-            .filter(|(_, s, _)| (from..until).contains(s))
+            .filter(|a| (from..until).contains(&a.scheduled))
             .count();
         self.0
             .in_window
@@ -785,7 +801,7 @@ impl Arrivals {
         self.0.in_window.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn snapshot(&self) -> Vec<(String, i64, i64)> {
+    fn snapshot(&self) -> Vec<Arrival> {
         self.0.all.lock().map(|a| a.clone()).unwrap_or_default()
     }
 }
@@ -828,7 +844,11 @@ fn start_sink(
                 .default_handler(handler_fn(move |ctx| {
                     let seen = seen.clone();
                     async move {
-                        seen.record(ctx.job().to_string(), ctx.scheduled_at().timestamp_millis());
+                        seen.record(
+                            ctx.job().to_string(),
+                            ctx.scheduled_at().timestamp_millis(),
+                            ctx.fired_at().timestamp_millis(),
+                        );
                         Ok::<_, JobError>(Output::none())
                     }
                 }))
@@ -869,7 +889,11 @@ fn start_sink(
 async fn sync_sink(body: web::Bytes, arrivals: web::Data<Arrivals>) -> HttpResponse {
     match serde_json::from_slice::<DispatchRequest>(&body) {
         Ok(request) => {
-            arrivals.record(request.job, request.scheduled_at.timestamp_millis());
+            arrivals.record(
+                request.job,
+                request.scheduled_at.timestamp_millis(),
+                request.fired_at.timestamp_millis(),
+            );
             HttpResponse::Ok().body("ok")
         }
         Err(e) => HttpResponse::BadRequest().body(e.to_string()),
@@ -904,6 +928,8 @@ struct Delivery {
     duplicates: usize,
     missing: usize,
     lag: Vec<i64>,
+    /// Scheduler side of `lag`: sent − scheduled, same fires.
+    send_lag: Vec<i64>,
     examples: Vec<String>,
 }
 
@@ -912,25 +938,28 @@ struct Delivery {
 /// whose arrival time falls in the window.
 /// `offsets[i]` (ms) is added to every expected instant of `jobs[i]` (`--spread`).
 fn delivery(
-    arrivals: &[(String, i64, i64)],
+    arrivals: &[Arrival],
     jobs: &[String],
     offsets: &[i64],
     expected: &[i64],
     from: i64,
     until: i64,
 ) -> Delivery {
-    let mut seen: HashMap<(&str, i64), (usize, i64)> = HashMap::new();
+    // (count, first arrival, its send time) per (job, instant)
+    let mut seen: HashMap<(&str, i64), (usize, i64, i64)> = HashMap::new();
     let mut arrived_in_window = 0;
-    for (job, scheduled, arrived) in arrivals {
-        if (from..until).contains(arrived) {
+    for a in arrivals {
+        if (from..until).contains(&a.arrived) {
             arrived_in_window += 1;
         }
-        if (from..until).contains(scheduled) {
+        if (from..until).contains(&a.scheduled) {
             let entry = seen
-                .entry((job.as_str(), *scheduled))
-                .or_insert((0, *arrived));
+                .entry((a.job.as_str(), a.scheduled))
+                .or_insert((0, a.arrived, a.sent));
             entry.0 += 1;
-            entry.1 = entry.1.min(*arrived);
+            if a.arrived < entry.1 {
+                (entry.1, entry.2) = (a.arrived, a.sent);
+            }
         }
     }
     let mut d = Delivery {
@@ -939,6 +968,7 @@ fn delivery(
         duplicates: 0,
         missing: 0,
         lag: Vec::with_capacity(seen.len()),
+        send_lag: Vec::with_capacity(seen.len()),
         examples: Vec::new(),
     };
     for (job, offset) in jobs.iter().zip(offsets.iter().chain(std::iter::repeat(&0))) {
@@ -951,7 +981,7 @@ fn delivery(
                         d.examples.push(format!("missing {job} @ {instant}"));
                     }
                 }
-                Some((count, first)) => {
+                Some((count, first, sent)) => {
                     if *count > 1 {
                         d.duplicates += count - 1;
                         if d.examples.len() < 5 {
@@ -960,10 +990,12 @@ fn delivery(
                         }
                     }
                     d.lag.push(first - instant);
+                    d.send_lag.push(sent - instant);
                 }
             }
         }
     }
+    d.send_lag.sort_unstable();
     d.lag.sort_unstable();
     d
 }
@@ -1273,7 +1305,7 @@ async fn throughput(
     let expected_fps = d.expected as f64 / secs;
     let achieved_fps = d.arrived_in_window as f64 / secs;
     println!(
-        "scenario=throughput backend={} nodes={} sink={} create={} spread={} jobs={} schedule={:?} duration_s={} expected_fps={:.0} achieved_fps={:.0} lag_p50_ms={} lag_p90_ms={} lag_p99_ms={} lag_max_ms={} completion_p50_ms={} completion_p99_ms={} completion_max_ms={} succeeded={} not_succeeded={} still_open={} dup={} missing={} cpu_s={:.1} cpu_pct={:.0} rss_peak_mb={:.0} commit={}",
+        "scenario=throughput backend={} nodes={} sink={} create={} spread={} jobs={} schedule={:?} duration_s={} expected_fps={:.0} achieved_fps={:.0} lag_p50_ms={} lag_p90_ms={} lag_p99_ms={} lag_max_ms={} send_lag_p50_ms={} send_lag_p99_ms={} completion_p50_ms={} completion_p99_ms={} completion_max_ms={} succeeded={} not_succeeded={} still_open={} dup={} missing={} cpu_s={:.1} cpu_pct={:.0} rss_peak_mb={:.0} commit={}",
         workspace.backend(),
         args.nodes,
         match args.sink { Sink::Callback => "callback", Sink::Sync => "sync" },
@@ -1288,6 +1320,8 @@ async fn throughput(
         percentile(&d.lag, 0.9),
         percentile(&d.lag, 0.99),
         d.lag.last().copied().unwrap_or(0),
+        percentile(&d.send_lag, 0.5),
+        percentile(&d.send_lag, 0.99),
         done.p50,
         done.p99,
         done.max,
@@ -1555,16 +1589,23 @@ mod tests {
     fn delivery_counts_duplicates_and_missing() {
         let jobs = vec!["bench/a".to_string(), "bench/b".to_string()];
         let expected = vec![1000, 2000];
+        let arrival = |job: &str, scheduled, sent, arrived| Arrival {
+            job: job.to_string(),
+            scheduled,
+            sent,
+            arrived,
+        };
         let arrivals = vec![
-            ("bench/a".to_string(), 1000, 1003),
-            ("bench/a".to_string(), 2000, 2001),
-            ("bench/a".to_string(), 2000, 2050),
-            ("bench/b".to_string(), 1000, 1010),
+            arrival("bench/a", 1000, 1001, 1003),
+            arrival("bench/a", 2000, 2000, 2001),
+            arrival("bench/a", 2000, 2040, 2050),
+            arrival("bench/b", 1000, 1008, 1010),
         ];
         let d = delivery(&arrivals, &jobs, &[], &expected, 1000, 3000);
         assert_eq!(d.duplicates, 1);
         assert_eq!(d.missing, 1);
         assert_eq!(d.lag, vec![1, 3, 10]);
+        assert_eq!(d.send_lag, vec![0, 1, 8]);
         assert_eq!(d.arrived_in_window, 4);
     }
 

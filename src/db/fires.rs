@@ -43,30 +43,55 @@ pub struct FireRow {
 /// Returns the ids actually inserted.
 pub fn insert_new(conn: &mut DbConnection, rows: &[FireRow]) -> QueryResult<Vec<String>> {
     let mut inserted = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(200) {
-        let count = match conn {
-            DbConnection::Postgresql(pg) => diesel::insert_into(fires::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .execute(pg)?,
-            DbConnection::Sqlite(lite) => diesel::insert_or_ignore_into(fires::table)
-                .values(chunk)
-                .execute(lite)?,
-        };
-        if count == chunk.len() {
-            inserted.extend(chunk.iter().map(|r| r.id.clone()));
-        } else {
-            // Some rows lost a race; ask which ones made it.
-            let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
-            let present: Vec<String> = fires::table
-                .filter(fires::id.eq_any(ids))
-                .select(fires::id)
-                .load(conn)?;
-            inserted.extend(present);
-        }
+    // A kept-prepared statement (a claim inserts hundreds of rows per round); the
+    // rows that lost a race are the ones not returned.
+    for chunk in fixed_chunks(rows, FIRES_PER_INSERT) {
+        let mut insert = Statement::new(
+            "INSERT INTO fires (id, job_id, trigger_id, job_version, attempt, state, \
+             scheduled_at, due_at, fired_at, dispatched_at, acked_at, finished_at, deadline_at, \
+             owner_node, executor, http_status, payload, output, output_truncated, error, \
+             reported_started_at, reported_finished_at, late_result, shard_index, shard_total) \
+             VALUES ",
+        );
+        insert
+            .bind_rows(chunk, |r| {
+                [
+                    r.id.as_str().into(),
+                    r.job_id.as_str().into(),
+                    r.trigger_id.as_deref().into(),
+                    r.job_version.into(),
+                    r.attempt.into(),
+                    r.state.as_str().into(),
+                    r.scheduled_at.into(),
+                    r.due_at.into(),
+                    r.fired_at.into(),
+                    r.dispatched_at.into(),
+                    r.acked_at.into(),
+                    r.finished_at.into(),
+                    r.deadline_at.into(),
+                    r.owner_node.as_deref().into(),
+                    r.executor.as_deref().into(),
+                    r.http_status.into(),
+                    r.payload.as_deref().into(),
+                    r.output.as_deref().into(),
+                    r.output_truncated.into(),
+                    r.error.as_deref().into(),
+                    r.reported_started_at.into(),
+                    r.reported_finished_at.into(),
+                    r.late_result.as_deref().into(),
+                    r.shard_index.into(),
+                    r.shard_total.into(),
+                ]
+            })
+            .sql(" ON CONFLICT DO NOTHING RETURNING id");
+        inserted.extend(insert.load::<super::IdRow>(conn)?.into_iter().map(|r| r.id));
     }
     Ok(inserted)
 }
+
+/// Fire rows in one INSERT at most: 25 columns each, well under SQLite's limit of
+/// 32,766 parameters. A power of two, for [`fixed_chunks`].
+const FIRES_PER_INSERT: usize = 64;
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<FireRow>> {
     fires::table

@@ -1,14 +1,23 @@
 //! Group commit for SQLite: every write of the node goes through one writer thread,
 //! which runs whatever writes are waiting inside a single transaction (each in its own
-//! savepoint) and commits once. SQLite allows one writer anyway, and with
-//! `synchronous = FULL` each commit is an fsync; sharing it between many small writes
-//! (a fire acknowledged, a result recorded, …) is what lets one node sustain thousands
-//! of fires per second. Writes run one after another on the one connection, exactly as
-//! they would alone; only the commit is shared. A write's result is handed back only after its batch is
-//! committed, so "recorded" still means durable.
+//! savepoint) and commits once. SQLite allows one writer anyway; sharing a commit
+//! between many small writes (a fire acknowledged, a result recorded, …) is what lets
+//! one node sustain thousands of fires per second. Writes run one after another on the
+//! one connection, exactly as they would alone; only the commit is shared.
+//!
+//! The fsync is not on the writer: it commits with `synchronous = NORMAL` (the WAL is
+//! written, not synced) and goes on with the next batch, while a second thread syncs
+//! the WAL file and only then answers the batch's writes. One fsync covers every batch
+//! committed before it, so "recorded" still means durable, as with `synchronous =
+//! FULL`, but a slow fsync (tens of ms on a busy disk) no longer stops the writer —
+//! and with it the dispatch fence.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::mpsc;
+
+use diesel::connection::SimpleConnection;
 
 use diesel::connection::TransactionManager;
 use diesel::Connection;
@@ -22,26 +31,44 @@ const MAX_BATCH: usize = 256;
 
 /// Runs one write inside the batch's transaction and returns how to report its result
 /// once the batch's fate is known (`None` = committed, `Some(e)` = the commit failed).
-type Job = Box<dyn FnOnce(&mut DbConnection) -> Box<dyn FnOnce(Option<String>) + Send> + Send>;
+type Job = Box<dyn FnOnce(&mut DbConnection) -> Report + Send>;
+
+/// A queued write and whether it jumps the queue.
+struct Queued {
+    job: Job,
+    /// The dispatch fence: fires wait on it at their instant, so it runs before any
+    /// write queued beside it (a claim round of hundreds of triggers, a batch of
+    /// results) instead of after.
+    urgent: bool,
+}
 
 #[derive(Clone)]
 pub struct GroupCommit {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Queued>,
 }
 
 impl GroupCommit {
-    /// Starts the writer thread; it takes a connection from `pool` for each batch, so
-    /// code holding the write connection directly (migrations, start-up) still works.
-    pub fn start(pool: Pool) -> GroupCommit {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// Starts the writer thread and its syncer; the writer takes a connection from
+    /// `pool` for each batch, so code holding the write connection directly
+    /// (migrations, start-up) still works (with `synchronous = FULL`, the pool's setting).
+    pub fn start(pool: Pool, database: PathBuf) -> GroupCommit {
+        let (jobs, queue) = mpsc::channel::<Queued>();
+        let (committed, to_sync) = mpsc::channel::<Committed>();
+        let mut wal = database.into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        std::thread::Builder::new()
+            .name("sqlite-sync".into())
+            .spawn(move || syncer(wal, to_sync))
+            .expect("the sync thread starts");
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer(pool, queue))
+            .spawn(move || writer(pool, queue, committed))
             .expect("the writer thread starts");
         GroupCommit { jobs }
     }
 
-    /// Runs `f` in the next batch; resolves after the batch is committed.
+    /// Runs `f` in the next batch; resolves after the batch is committed and synced.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -62,11 +89,11 @@ impl GroupCommit {
                 let _ = tx.send(result);
             })
         });
-        self.submit(job, rx).await
+        self.submit(job, false, rx).await
     }
 
-    /// Runs `f` in the next batch and answers as soon as it ran, before the batch is
-    /// committed (see `Db::run_answered_before_commit`).
+    /// Runs `f` in the next batch, ahead of the writes queued beside it, and answers as
+    /// soon as it ran, before the batch is committed (see `Db::run_answered_before_commit`).
     pub async fn run_answered_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -78,17 +105,18 @@ impl GroupCommit {
             let _ = tx.send(f(conn));
             Box::new(|_commit_error: Option<String>| {})
         });
-        self.submit(job, rx).await
+        self.submit(job, true, rx).await
     }
 
     /// Queues `job` for the writer and waits for the answer it sends on `answer`.
     async fn submit<T, E: From<DbError>>(
         &self,
         job: Job,
+        urgent: bool,
         answer: tokio::sync::oneshot::Receiver<Result<T, E>>,
     ) -> Result<T, E> {
         self.jobs
-            .send(job)
+            .send(Queued { job, urgent })
             .map_err(|_| E::from(DbError::Task("the database writer has stopped".into())))?;
         answer
             .await
@@ -96,43 +124,117 @@ impl GroupCommit {
     }
 }
 
-fn writer(pool: Pool, queue: mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// Writes taken from the channel and not yet run, urgent ones first.
+#[derive(Default)]
+struct Waiting {
+    urgent: VecDeque<Job>,
+    normal: VecDeque<Job>,
+}
+
+impl Waiting {
+    fn push(&mut self, queued: Queued) {
+        match queued.urgent {
+            true => self.urgent.push_back(queued.job),
+            false => self.normal.push_back(queued.job),
+        }
+    }
+
+    /// Moves whatever was sent meanwhile out of the channel, without waiting.
+    fn take_sent(&mut self, queue: &mpsc::Receiver<Queued>) {
+        while let Ok(queued) = queue.try_recv() {
+            self.push(queued);
+        }
+    }
+
+    fn next(&mut self) -> Option<Job> {
+        self.urgent.pop_front().or_else(|| self.normal.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.normal.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.urgent.len() + self.normal.len()
+    }
+}
+
+/// A committed batch's answers, waiting for the WAL to be synced (`None` = committed,
+/// `Some(e)` = the commit failed, answered at once).
+type Committed = (Vec<Report>, Option<String>);
+type Report = Box<dyn FnOnce(Option<String>) + Send>;
+
+fn writer(pool: Pool, queue: mpsc::Receiver<Queued>, committed: mpsc::Sender<Committed>) {
+    let mut waiting = Waiting::default();
+    loop {
+        if waiting.is_empty() {
+            match queue.recv() {
+                Ok(queued) => waiting.push(queued),
+                Err(_) => return,
             }
         }
         // A panicking write (a bug) must not take the writer down: its batch is lost
         // — its callers get an error, nothing of it is committed — and the connection,
         // left inside a transaction, is discarded by the pool (`Manager::has_broken`).
-        let count = batch.len();
-        if std::panic::catch_unwind(AssertUnwindSafe(|| commit_batch(&pool, batch))).is_err() {
-            log::error!("database writer: a write panicked; {count} write(s) of its batch were not recorded");
+        // Writes still waiting go into the next batch.
+        let batch = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            commit_batch(&pool, &queue, &mut waiting)
+        }));
+        match batch {
+            Ok(Some(batch)) => {
+                if committed.send(batch).is_err() {
+                    log::error!("database writer: the sync thread has stopped");
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => log::error!(
+                "database writer: a write panicked; the writes of its batch were not recorded"
+            ),
         }
     }
 }
 
-fn commit_batch(pool: &Pool, batch: Vec<Job>) {
+/// Runs up to [`MAX_BATCH`] waiting writes in one transaction and commits it (not
+/// synced). Writes sent while the batch runs join it; an urgent one runs next, before
+/// older normal ones. Returns the batch's answers, or `None` when nothing ran.
+fn commit_batch(
+    pool: &Pool,
+    queue: &mpsc::Receiver<Queued>,
+    waiting: &mut Waiting,
+) -> Option<Committed> {
+    waiting.take_sent(queue);
     let mut conn = match pool.get() {
         Ok(conn) => conn,
         Err(e) => {
             // Dropping the jobs tells their callers the writes were not done.
             log::error!(
                 "database writer: no connection for {} write(s): {e}",
-                batch.len()
+                waiting.len()
             );
-            return;
+            *waiting = Waiting::default();
+            return None;
         }
     };
     let conn: &mut DbConnection = &mut conn;
+    // The syncer makes the commit durable; FULL again afterwards for anyone else
+    // using the write connection directly.
+    if let Err(e) = conn.batch_execute("PRAGMA synchronous = NORMAL") {
+        log::error!("database writer: cannot defer the sync: {e}");
+        *waiting = Waiting::default();
+        return None;
+    }
     if let Err(e) = Transactions::begin_transaction(conn) {
         log::error!("database writer: cannot begin a transaction: {e}");
-        return;
+        *waiting = Waiting::default();
+        return None;
     }
-    let reports: Vec<_> = batch.into_iter().map(|job| job(conn)).collect();
+    let mut reports = Vec::new();
+    while reports.len() < MAX_BATCH {
+        waiting.take_sent(queue);
+        let Some(job) = waiting.next() else { break };
+        reports.push(job(conn));
+    }
     let commit_error = Transactions::commit_transaction(conn)
         .err()
         .map(|e| e.to_string());
@@ -143,7 +245,40 @@ fn commit_batch(pool: &Pool, batch: Vec<Job>) {
         );
         let _ = Transactions::rollback_transaction(conn);
     }
-    for report in reports {
-        report(commit_error.clone());
+    if let Err(e) = conn.batch_execute("PRAGMA synchronous = FULL") {
+        log::error!("database writer: cannot restore synchronous = FULL: {e}");
+    }
+    Some((reports, commit_error))
+}
+
+/// Syncs the WAL for every batch committed so far, then answers their writes. A
+/// commit that failed is answered at once.
+fn syncer(wal: PathBuf, committed: mpsc::Receiver<Committed>) {
+    while let Ok(first) = committed.recv() {
+        let mut batches = vec![first];
+        while let Ok(more) = committed.try_recv() {
+            batches.push(more);
+        }
+        let sync_error = sync_file(&wal).err().map(|e| {
+            log::error!("database writer: cannot sync {}: {e}", wal.display());
+            format!("sync of {} failed: {e}", wal.display())
+        });
+        for (reports, commit_error) in batches {
+            let outcome = commit_error.or_else(|| sync_error.clone());
+            for report in reports {
+                report(outcome.clone());
+            }
+        }
+    }
+}
+
+/// fsync of the WAL file as it is now (opened each time: SQLite may delete and
+/// re-create it). A WAL that is gone was checkpointed into the database file, which
+/// SQLite synced before deleting it.
+fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(file) => file.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }

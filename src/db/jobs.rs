@@ -76,24 +76,26 @@ pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Job
     })
 }
 
-/// `(id, version)` of the jobs among `ids` that exist: whether a job changed since a
+/// Which version of a job is current, and its state (pausing does not change the version).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct JobVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub id: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub version: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub state: String,
+}
+
+/// Version and state of the jobs among `ids` that exist: whether a job changed since a
 /// fire of it was claimed, without reading (and parsing) its spec.
-pub fn versions_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, i32)>> {
-    use diesel::sql_types::Text;
-    #[derive(QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = Text)]
-        id: String,
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        version: i32,
-    }
+pub fn versions_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<JobVersion>> {
     let mut versions = Vec::with_capacity(ids.len());
     for chunk in super::statement::fixed_chunks(ids, super::IDS_PER_STATEMENT) {
         let mut query =
-            super::statement::Statement::new("SELECT id, version FROM jobs WHERE id IN ");
+            super::statement::Statement::new("SELECT id, version, state FROM jobs WHERE id IN ");
         query.bind_list(chunk.iter().map(String::as_str));
-        let rows = query.load::<Version>(conn)?;
-        versions.extend(rows.into_iter().map(|row| (row.id, row.version)));
+        versions.extend(query.load::<JobVersion>(conn)?);
     }
     Ok(versions)
 }

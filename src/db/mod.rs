@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod batcher;
 pub mod calendars;
+pub mod checkpoint;
 pub mod console;
 pub mod executor_load;
 pub mod executors;
@@ -64,6 +65,10 @@ pub struct IdRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub id: String,
 }
+
+/// How long a PostgreSQL session may sit idle inside a transaction before the server
+/// ends it (and releases its locks), in ms.
+const PG_IDLE_IN_TRANSACTION_MS: u32 = 2_000;
 
 /// PostgreSQL advisory lock held while migrating ("cronhook" in ASCII, as a number).
 const MIGRATION_LOCK_KEY: i64 = 0x63_72_6f_6e_68_6f_6f_6b;
@@ -156,16 +161,27 @@ impl ManageConnection for Manager {
                     .map_err(r2d2::Error::ConnectionError)?;
                 // busy_timeout first, so even switching to WAL waits for a busy file instead of
                 // failing. WAL lets readers run beside the single writer; FULL sync makes every
-                // committed fire row survive a power cut, not only a process crash.
+                // committed fire row survive a power cut, not only a process crash. No
+                // automatic checkpoints: the `checkpoint` thread does them, off the writer.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            Backend::Postgres(url) => PgConnection::establish(url)
-                .map(DbConnection::Postgresql)
-                .map_err(r2d2::Error::ConnectionError),
+            Backend::Postgres(url) => {
+                let mut conn =
+                    PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+                // A node frozen (SIGSTOP, a stalled VM) inside a claim would keep its
+                // triggers' row locks, and the other nodes skip locked triggers: those
+                // jobs would not fire until it woke. PostgreSQL ends such a session
+                // instead; cronhook's transactions never wait on the client that long.
+                conn.batch_execute(&format!(
+                    "SET idle_in_transaction_session_timeout = {PG_IDLE_IN_TRANSACTION_MS}"
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Postgresql(conn))
+            }
         }
     }
 
@@ -198,6 +214,8 @@ pub struct Db {
     write: Pool,
     /// SQLite: the single writer that commits waiting writes together.
     group_commit: Option<group_commit::GroupCommit>,
+    /// SQLite: copies the WAL into the database file, off the writer.
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Db {
@@ -231,16 +249,17 @@ impl Db {
                     reason: e.to_string(),
                 })
         };
-        let (read, write, group_commit) = match backend {
-            Backend::Sqlite(_) => {
+        let (read, write, group_commit, checkpointer) = match &backend {
+            Backend::Sqlite(path) => {
                 let write = build(1)?;
-                let writer = group_commit::GroupCommit::start(write.clone());
-                (build(8)?, write, Some(writer))
+                let writer = group_commit::GroupCommit::start(write.clone(), path.clone());
+                let checkpointer = checkpoint::Checkpointer::start(path.clone());
+                (build(8)?, write, Some(writer), Some(checkpointer))
             }
             // PostgreSQL commits writes from many connections in parallel.
             Backend::Postgres(_) => {
                 let pool = build(16)?;
-                (pool.clone(), pool, None)
+                (pool.clone(), pool, None, None)
             }
         };
         Ok(Db {
@@ -248,6 +267,7 @@ impl Db {
             read,
             write,
             group_commit,
+            _checkpointer: checkpointer,
         })
     }
 

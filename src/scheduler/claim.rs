@@ -8,7 +8,6 @@ use std::sync::Arc;
 use diesel::Connection;
 
 use crate::db::fires::{Finish, FireRow};
-use crate::db::jobs::JobRow;
 use crate::db::triggers::TriggerRow;
 use crate::db::{self, DbConnection};
 use crate::domain::{Concurrency, FireState, JobSpec, JobState, MisfirePolicy, TriggerSpec};
@@ -25,7 +24,7 @@ pub struct JobForDispatch {
 }
 
 impl JobForDispatch {
-    pub fn from_row(row: &JobRow) -> Result<JobForDispatch, AppError> {
+    pub fn from_row(row: &crate::db::jobs::JobRow) -> Result<JobForDispatch, AppError> {
         let spec: JobSpec = serde_json::from_str(&row.spec).map_err(|e| {
             AppError::Internal(format!("job {} has an unreadable spec: {e}", row.id))
         })?;
@@ -209,23 +208,65 @@ pub fn new_fire_row(
     }
 }
 
-/// Loads the jobs behind a set of rows, keyed by id.
+thread_local! {
+    /// Parsed jobs by (id, version): a claim round reads only the current version and
+    /// state of its jobs and parses a spec once per version, not once per fire.
+    static PARSED_JOBS: std::cell::RefCell<HashMap<(String, i32), Arc<JobForDispatch>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// Entries of [`PARSED_JOBS`] kept at most (per thread); beyond, it starts over.
+const MAX_PARSED_JOBS: usize = 100_000;
+
+/// The current version of the jobs behind a set of rows and their state, keyed by id
+/// (a job gone, or with an unreadable spec, is left out).
 fn load_jobs(
     conn: &mut DbConnection,
     ids: Vec<String>,
-) -> Result<HashMap<String, (JobRow, Arc<JobForDispatch>)>, AppError> {
+) -> Result<HashMap<String, (JobState, Arc<JobForDispatch>)>, AppError> {
     let mut ids = ids;
     ids.sort();
     ids.dedup();
-    let mut jobs = HashMap::with_capacity(ids.len());
-    for row in db::jobs::find_many(conn, &ids)? {
-        match JobForDispatch::from_row(&row) {
-            Ok(job) => {
-                jobs.insert(row.id.clone(), (row, Arc::new(job)));
+    let current = db::jobs::versions_of(conn, &ids)?;
+    let mut jobs = HashMap::with_capacity(current.len());
+    let mut unseen = Vec::new();
+    PARSED_JOBS.with(|cache| {
+        let cache = cache.borrow();
+        for v in current {
+            let state = JobState::parse(&v.state).unwrap_or(JobState::Paused);
+            match cache.get(&(v.id.clone(), v.version)) {
+                Some(job) => {
+                    jobs.insert(v.id, (state, job.clone()));
+                }
+                None => unseen.push((v.id, state)),
             }
-            Err(e) => log::error!("{e}"),
         }
+    });
+    if unseen.is_empty() {
+        return Ok(jobs);
     }
+    let unseen_ids: Vec<String> = unseen.iter().map(|(id, _)| id.clone()).collect();
+    let states: HashMap<String, JobState> = unseen.into_iter().collect();
+    let rows = db::jobs::find_many(conn, &unseen_ids)?;
+    PARSED_JOBS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() + rows.len() > MAX_PARSED_JOBS {
+            cache.clear();
+        }
+        for row in &rows {
+            let job = match JobForDispatch::from_row(row) {
+                Ok(job) => Arc::new(job),
+                Err(e) => {
+                    log::error!("{e}");
+                    continue;
+                }
+            };
+            cache.insert((row.id.clone(), row.version), job.clone());
+            // The state read with the version: the row read now may be newer, never older.
+            let state = states.get(&row.id).copied().unwrap_or(JobState::Paused);
+            jobs.insert(row.id.clone(), (state, job));
+        }
+    });
     Ok(jobs)
 }
 
@@ -267,12 +308,12 @@ pub fn claim_due_triggers(
                 continue;
             };
             let job = jobs.get(&trigger.job_id);
-            let (Some((job_row, job)), Some(spec)) = (job, spec) else {
+            let (Some((job_state, job)), Some(spec)) = (job, spec) else {
                 // Nothing sensible to fire; park the trigger instead of spinning on it.
                 advanced.push((trigger.id.clone(), None, 0));
                 continue;
             };
-            if JobState::parse(&job_row.state) != Some(JobState::Active) {
+            if *job_state != JobState::Active {
                 advanced.push((trigger.id.clone(), None, 0));
                 continue;
             }

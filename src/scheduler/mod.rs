@@ -30,6 +30,9 @@ const MAX_WAVE: usize = 2_000;
 /// writer's current batch and its fsync (several ms): fencing a little ahead keeps that
 /// wait out of the firing lag.
 const FENCE_LEAD_MS: i64 = 20;
+/// Claim writes sent at once after a round that found more due than one write takes
+/// (`scheduler.batch_size` each).
+const CLAIM_WRITES_WHEN_BUSY: usize = 4;
 /// Claimed fires held in memory at most. Beyond it the claim loop waits: under
 /// overload the backlog stays in the database (where the misfire policy decides)
 /// instead of growing in memory.
@@ -217,6 +220,8 @@ async fn claim_loop(
 ) {
     let node: String = handle.node_id.to_string();
     let mut backoff_ms = 100u64;
+    // The last round found more due than one claim write takes.
+    let mut busy = false;
     loop {
         if *stop.borrow() {
             break;
@@ -238,10 +243,14 @@ async fn claim_loop(
             misfire_threshold_ms: settings.misfire_threshold_ms,
             catch_up_max: settings.catch_up_max,
         };
-        let node_for_round = node.clone();
         let round_started = std::time::Instant::now();
-        let round = db
-            .run(
+        // After a full round, several claim writes at once: each is one short write
+        // (on SQLite the dispatch fence runs between them, not behind one long claim),
+        // and together they share a commit (SQLite) or run in parallel (PostgreSQL).
+        let writes = if busy { CLAIM_WRITES_WHEN_BUSY } else { 1 };
+        let rounds = (0..writes).map(|_| {
+            let node_for_round = node.clone();
+            db.run(
                 true,
                 move |conn| -> Result<(Vec<DueFire>, bool), AppError> {
                     let (mut due, full_triggers) =
@@ -252,32 +261,38 @@ async fn claim_loop(
                     Ok((due, full_triggers || full_pending))
                 },
             )
-            .await;
-        let more = match round {
-            Ok((due, more)) => {
-                crate::metrics::claim_round(round_started, due.len());
-                handle.database_ok.store(true, Ordering::Relaxed);
-                handle.last_round_at.store(now_ms(), Ordering::Relaxed);
-                backoff_ms = 100;
-                held.fetch_add(due.len(), Ordering::Relaxed);
-                for fire in due {
-                    if queue.send(fire).is_err() {
-                        return;
+        });
+        let mut more = false;
+        let mut failure = None;
+        for round in futures_util::future::join_all(rounds).await {
+            match round {
+                Ok((due, full)) => {
+                    more |= full;
+                    crate::metrics::claim_round(round_started, due.len());
+                    held.fetch_add(due.len(), Ordering::Relaxed);
+                    for fire in due {
+                        if queue.send(fire).is_err() {
+                            return;
+                        }
                     }
                 }
-                more
+                Err(e) => failure = Some(e),
             }
-            Err(e) => {
-                handle.database_ok.store(false, Ordering::Relaxed);
-                log::warn!("claim round failed, retrying in {backoff_ms} ms: {e}");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
-                    _ = stop.changed() => {}
-                }
-                backoff_ms = (backoff_ms * 2).min(5_000);
-                continue;
+        }
+        busy = more;
+        if let Some(e) = failure {
+            handle.database_ok.store(false, Ordering::Relaxed);
+            log::warn!("claim round failed, retrying in {backoff_ms} ms: {e}");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                _ = stop.changed() => {}
             }
-        };
+            backoff_ms = (backoff_ms * 2).min(5_000);
+            continue;
+        }
+        handle.database_ok.store(true, Ordering::Relaxed);
+        handle.last_round_at.store(now_ms(), Ordering::Relaxed);
+        backoff_ms = 100;
         if more {
             continue;
         }

@@ -119,8 +119,10 @@ pub fn end_fires(
             .collect();
         job_ids.sort();
         job_ids.dedup();
-        let versions: HashMap<String, i32> =
-            db::jobs::versions_of(conn, &job_ids)?.into_iter().collect();
+        let versions: HashMap<String, i32> = db::jobs::versions_of(conn, &job_ids)?
+            .into_iter()
+            .map(|v| (v.id, v.version))
+            .collect();
         let plain: Vec<usize> = candidates
             .into_iter()
             .filter(|&i| versions.get(&endings[i].job.id) == Some(&endings[i].job.version))
@@ -405,12 +407,12 @@ fn job_facts(
     let mut unseen = Vec::new();
     JOB_FACTS.with(|cache| {
         let cache = cache.borrow();
-        for (id, version) in &versions {
-            match cache.get(&(id.clone(), *version)) {
+        for current in versions {
+            match cache.get(&(current.id.clone(), current.version)) {
                 Some(known) => {
-                    facts.insert(id.clone(), known.clone());
+                    facts.insert(current.id, known.clone());
                 }
-                None => unseen.push(id.clone()),
+                None => unseen.push(current.id),
             }
         }
     });
