@@ -282,3 +282,66 @@ fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sqlite::SqliteConnection;
+    use std::sync::{Arc, Mutex};
+
+    fn labelled(label: &'static str, ran: &Arc<Mutex<Vec<&'static str>>>, urgent: bool) -> Queued {
+        let ran = ran.clone();
+        Queued {
+            job: Box::new(move |_conn: &mut DbConnection| {
+                ran.lock().expect("not poisoned").push(label);
+                Box::new(|_: Option<String>| {})
+            }),
+            urgent,
+        }
+    }
+
+    #[test]
+    fn urgent_writes_run_before_older_normal_ones_and_each_lane_keeps_its_order() {
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let (send, queue) = mpsc::channel();
+        let mut waiting = Waiting::default();
+        waiting.push(labelled("claim-1", &ran, false));
+        for (label, urgent) in [
+            ("claim-2", false),
+            ("fence-1", true),
+            ("result", false),
+            ("fence-2", true),
+        ] {
+            send.send(labelled(label, &ran, urgent))
+                .expect("queue open");
+        }
+        waiting.take_sent(&queue);
+        assert_eq!(waiting.len(), 5);
+        let mut conn = DbConnection::Sqlite(
+            SqliteConnection::establish(":memory:").expect("in-memory SQLite opens"),
+        );
+        while let Some(job) = waiting.next() {
+            job(&mut conn)(None);
+        }
+        assert!(waiting.is_empty());
+        assert_eq!(
+            *ran.lock().expect("not poisoned"),
+            vec!["fence-1", "fence-2", "claim-1", "claim-2", "result"]
+        );
+    }
+
+    #[test]
+    fn syncing_a_missing_wal_is_not_an_error_but_an_unreadable_path_is() {
+        let dir = std::env::temp_dir().join(format!("cronhook-sync-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let wal = dir.join("db-wal");
+        assert!(
+            sync_file(&wal).is_ok(),
+            "a WAL that is gone was checkpointed"
+        );
+        std::fs::write(&wal, b"frames").expect("write");
+        assert!(sync_file(&wal).is_ok());
+        assert!(sync_file(&dir.join("db-wal").join("not-a-dir")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
