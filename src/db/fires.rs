@@ -164,22 +164,23 @@ pub fn claim_pending(
     horizon: i64,
     limit: i64,
 ) -> QueryResult<Vec<FireRow>> {
-    macro_rules! pending {
-        () => {
-            fires::table
-                .filter(fires::state.eq("fired"))
-                .filter(fires::dispatched_at.is_null())
-                .filter(fires::owner_node.is_null())
-                .filter(fires::due_at.le(horizon))
-                .order((fires::due_at.asc(), fires::scheduled_at.asc()))
-                .limit(limit)
-                .select(FireRow::as_select())
-        };
-    }
-    let mut rows = match conn {
-        DbConnection::Postgresql(pg) => pending!().for_update().skip_locked().load(pg)?,
-        DbConnection::Sqlite(lite) => pending!().load(lite)?,
+    // The index of unowned waiting fires, named on SQLite: without statistics its
+    // planner takes the state index and walks every waiting fire, thousands of them
+    // owned and held by this node under load. PostgreSQL picks it by itself.
+    let (table, lock) = match conn {
+        DbConnection::Sqlite(_) => ("fires INDEXED BY fires_unowned_pending", ""),
+        DbConnection::Postgresql(_) => ("fires", " FOR UPDATE SKIP LOCKED"),
     };
+    let mut pending = Statement::new(&format!(
+        "SELECT * FROM {table} WHERE state = 'fired' AND dispatched_at IS NULL \
+         AND owner_node IS NULL AND due_at <= "
+    ));
+    pending
+        .bind(horizon)
+        .sql(" ORDER BY due_at, scheduled_at LIMIT ")
+        .bind(limit)
+        .sql(lock);
+    let mut rows = pending.load::<FireRow>(conn)?;
     if rows.is_empty() {
         return Ok(rows);
     }

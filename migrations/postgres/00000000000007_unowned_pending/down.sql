@@ -1,0 +1,1 @@
+DROP INDEX fires_unowned_pending;
