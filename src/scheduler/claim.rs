@@ -218,13 +218,14 @@ thread_local! {
 /// Entries of [`PARSED_JOBS`] kept at most (per thread); beyond, it starts over.
 const MAX_PARSED_JOBS: usize = 100_000;
 
-/// The current version of the jobs behind a set of rows and their state, keyed by id
-/// (a job gone, or with an unreadable spec, is left out).
-fn load_jobs(
+/// The current version of the jobs among `ids` and their state, keyed by id (a job
+/// gone, or with an unreadable spec, is left out). Used by claims and by batched
+/// write-backs (whether a job names child jobs).
+pub fn current_jobs(
     conn: &mut DbConnection,
-    ids: Vec<String>,
+    ids: &[String],
 ) -> Result<HashMap<String, (JobState, Arc<JobForDispatch>)>, AppError> {
-    let mut ids = ids;
+    let mut ids = ids.to_vec();
     ids.sort();
     ids.dedup();
     let current = db::jobs::versions_of(conn, &ids)?;
@@ -284,7 +285,8 @@ pub fn claim_due_triggers(
         if triggers.is_empty() {
             return Ok((Vec::new(), false));
         }
-        let jobs = load_jobs(conn, triggers.iter().map(|t| t.job_id.clone()).collect())?;
+        let job_ids: Vec<String> = triggers.iter().map(|t| t.job_id.clone()).collect();
+        let jobs = current_jobs(conn, &job_ids)?;
         let mut specs: Vec<Option<TriggerSpec>> = triggers
             .iter()
             .map(|trigger| {
@@ -387,7 +389,8 @@ pub fn claim_pending_fires(
         if fires.is_empty() {
             return Ok((Vec::new(), false));
         }
-        let jobs = load_jobs(conn, fires.iter().map(|f| f.job_id.clone()).collect())?;
+        let job_ids: Vec<String> = fires.iter().map(|f| f.job_id.clone()).collect();
+        let jobs = current_jobs(conn, &job_ids)?;
         let triggers = load_trigger_specs(conn, &fires)?;
         let mut due = Vec::with_capacity(fires.len());
         for fire in fires {

@@ -380,67 +380,6 @@ pub struct WriteBackItem {
     pub received_at: Millis,
 }
 
-/// Cached per `(job id, version)`: the job's group and whether it names child jobs
-/// for success. A job's version changes with every update, so an entry never goes stale.
-#[derive(Debug, Clone)]
-struct JobFacts {
-    group: String,
-    has_success_children: bool,
-}
-
-thread_local! {
-    static JOB_FACTS: std::cell::RefCell<HashMap<(String, i32), JobFacts>> =
-        std::cell::RefCell::new(HashMap::new());
-}
-
-/// Entries of [`JOB_FACTS`] kept at most (per thread); beyond, it starts over.
-const MAX_CACHED_JOB_FACTS: usize = 100_000;
-
-/// The facts of the current version of each of `job_ids` (a job gone has none): one
-/// read of their versions, and of their specs only for versions not seen before.
-fn job_facts(
-    conn: &mut DbConnection,
-    job_ids: &[String],
-) -> Result<HashMap<String, JobFacts>, AppError> {
-    let versions = db::jobs::versions_of(conn, job_ids)?;
-    let mut facts = HashMap::with_capacity(versions.len());
-    let mut unseen = Vec::new();
-    JOB_FACTS.with(|cache| {
-        let cache = cache.borrow();
-        for current in versions {
-            match cache.get(&(current.id.clone(), current.version)) {
-                Some(known) => {
-                    facts.insert(current.id, known.clone());
-                }
-                None => unseen.push(current.id),
-            }
-        }
-    });
-    if unseen.is_empty() {
-        return Ok(facts);
-    }
-    let rows = db::jobs::find_many(conn, &unseen)?;
-    JOB_FACTS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() + rows.len() > MAX_CACHED_JOB_FACTS {
-            cache.clear();
-        }
-        for row in &rows {
-            // An unreadable spec gets no facts: its write-backs go the long way.
-            let Ok(job) = JobForDispatch::from_row(row) else {
-                continue;
-            };
-            let known = JobFacts {
-                group: row.group_name.clone(),
-                has_success_children: !job.spec.on_success.is_empty(),
-            };
-            cache.insert((row.id.clone(), row.version), known.clone());
-            facts.insert(row.id.clone(), known);
-        }
-    });
-    Ok(facts)
-}
-
 /// [`apply_write_back`] for many results: successes for open fires of jobs naming no
 /// child jobs are recorded in one statement per 500 (in callback mode that is most
 /// results); the others — failures, repeats, conflicts, child jobs — one by one.
@@ -469,10 +408,8 @@ pub fn apply_write_backs(
             .into_iter()
             .map(|fire| (fire.id.clone(), fire))
             .collect();
-        let mut job_ids: Vec<String> = fires.values().map(|f| f.job_id.clone()).collect();
-        job_ids.sort();
-        job_ids.dedup();
-        let facts = job_facts(conn, &job_ids)?;
+        let job_ids: Vec<String> = fires.values().map(|f| f.job_id.clone()).collect();
+        let jobs = crate::scheduler::claim::current_jobs(conn, &job_ids)?;
         let mut plain: Vec<(usize, Finish, String)> = Vec::new();
         for i in candidates {
             let item = &items[i];
@@ -480,10 +417,10 @@ pub fn apply_write_backs(
                 continue;
             };
             let open = FireState::parse(&fire.state).is_some_and(|s| !s.is_terminal());
-            let Some(job) = facts.get(&fire.job_id) else {
+            let Some((_, job)) = jobs.get(&fire.job_id) else {
                 continue;
             };
-            if !open || job.has_success_children {
+            if !open || !job.spec.on_success.is_empty() {
                 continue;
             }
             let mut output = item.result.output.clone();
@@ -498,7 +435,8 @@ pub fn apply_write_backs(
                 reported_finished_at: item.result.finished_at.map(|t| t.timestamp_millis()),
                 ..Default::default()
             };
-            plain.push((i, finish, job.group.clone()));
+            let group = crate::metrics::group_of_key(&job.key).to_string();
+            plain.push((i, finish, group));
         }
         let listed: Vec<(&str, &Finish, &str)> = plain
             .iter()
