@@ -46,17 +46,25 @@ fn checkpoint_while_alive(path: PathBuf, alive: Weak<()>) {
     while alive.upgrade().is_some() {
         std::thread::sleep(CHECKPOINT_EVERY);
         if conn.is_none() {
-            conn = SqliteConnection::establish(&path.to_string_lossy())
+            conn = open_for_checkpoints(&path)
                 .map_err(|e| log::warn!("WAL checkpoint: cannot open {}: {e}", path.display()))
                 .ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        // journal_mode first: until this connection has read the file it does not know the
-        // database is in WAL mode, and a checkpoint would do nothing.
-        let r = c.batch_execute("PRAGMA busy_timeout = 1000; PRAGMA journal_mode = WAL; PRAGMA wal_checkpoint(PASSIVE);");
+        let r = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);");
         if let Err(e) = r {
             log::warn!("WAL checkpoint failed: {e}");
             conn = None;
         }
     }
+}
+
+/// A connection that knows the file is in WAL mode: until a connection has read the
+/// file it does not, and a checkpoint from it would do nothing.
+fn open_for_checkpoints(path: &std::path::Path) -> Result<SqliteConnection, String> {
+    let mut conn =
+        SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+    conn.batch_execute("PRAGMA busy_timeout = 1000; PRAGMA journal_mode = WAL;")
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
 }
