@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use super::schema::fires;
-use super::statement::{fixed_chunks, Statement};
+use super::statement::{fixed_chunks, many_rows, Statement};
 use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, PartialEq)]
@@ -46,13 +46,14 @@ pub fn insert_new(conn: &mut DbConnection, rows: &[FireRow]) -> QueryResult<Vec<
     // A kept-prepared statement (a claim inserts hundreds of rows per round); the
     // rows that lost a race are the ones not returned.
     for chunk in fixed_chunks(rows, FIRES_PER_INSERT) {
-        let mut insert = Statement::new(
-            "INSERT INTO fires (id, job_id, trigger_id, job_version, attempt, state, \
+        let mut insert = Statement::new(&format!(
+            "{} INTO fires (id, job_id, trigger_id, job_version, attempt, state, \
              scheduled_at, due_at, fired_at, dispatched_at, acked_at, finished_at, deadline_at, \
              owner_node, executor, http_status, payload, output, output_truncated, error, \
              reported_started_at, reported_finished_at, late_result, shard_index, shard_total) \
              VALUES ",
-        );
+            many_rows(conn, "INSERT")
+        ));
         insert
             .bind_rows(chunk, |r| {
                 [
@@ -216,7 +217,10 @@ pub fn fence_for_dispatch(
     };
     let mut fenced = Vec::with_capacity(ids.len());
     for chunk in fixed_chunks(ids, super::IDS_PER_STATEMENT) {
-        let mut query = Statement::new("UPDATE fires SET dispatched_at = ");
+        let mut query = Statement::new(&format!(
+            "{} fires SET dispatched_at = ",
+            many_rows(conn, "UPDATE")
+        ));
         query
             .bind(now)
             .sql(&format!(
@@ -305,14 +309,15 @@ pub fn mark_running_many(
 ) -> QueryResult<Vec<String>> {
     let mut changed = Vec::with_capacity(acks.len());
     for chunk in fixed_chunks(acks, super::ROWS_PER_UPDATE) {
-        let mut query = Statement::new(
-            "UPDATE fires SET state = 'running', dispatched_at = v.dispatched_at, \
+        let mut query = Statement::new(&format!(
+            "{} fires SET state = 'running', dispatched_at = v.dispatched_at, \
              acked_at = v.acked_at, deadline_at = v.deadline_at, \
              http_status = v.http_status, executor = v.executor \
              FROM (SELECT column1 AS id, column2 AS dispatched_at, column3 AS acked_at, \
              column4 AS deadline_at, column5 AS http_status, column6 AS executor \
              FROM (VALUES ",
-        );
+            many_rows(conn, "UPDATE")
+        ));
         query
             .bind_rows(chunk, |ack| {
                 [
@@ -378,8 +383,8 @@ pub fn finish_many(
         .join(", ");
     let mut changed = Vec::with_capacity(items.len());
     for chunk in fixed_chunks(items, super::ROWS_PER_UPDATE) {
-        let mut query = Statement::new(
-            "UPDATE fires SET state = v.state, finished_at = v.finished_at, \
+        let mut query = Statement::new(&format!(
+            "{} fires SET state = v.state, finished_at = v.finished_at, \
              dispatched_at = COALESCE(v.dispatched_at, fires.dispatched_at), \
              acked_at = COALESCE(v.acked_at, fires.acked_at), \
              http_status = COALESCE(v.http_status, fires.http_status), \
@@ -394,7 +399,8 @@ pub fn finish_many(
              column7 AS executor, column8 AS output, column9 AS output_truncated, \
              column10 AS error, column11 AS reported_started_at, \
              column12 AS reported_finished_at FROM (VALUES ",
-        );
+            many_rows(conn, "UPDATE")
+        ));
         query
             .bind_rows(chunk, |(id, f)| {
                 [

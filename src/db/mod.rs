@@ -161,10 +161,12 @@ impl ManageConnection for Manager {
                     .map_err(r2d2::Error::ConnectionError)?;
                 // busy_timeout first, so even switching to WAL waits for a busy file instead of
                 // failing. WAL lets readers run beside the single writer; FULL sync makes every
-                // committed fire row survive a power cut, not only a process crash. No
-                // automatic checkpoints: the `checkpoint` thread does them, off the writer.
+                // committed fire row survive a power cut, not only a process crash. The
+                // `checkpoint` thread copies the WAL back most of the time; the automatic
+                // checkpoint stays as the bound on the WAL's size. Temporary data (a
+                // statement journal, a sort) in memory, not in temporary files.
                 conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))

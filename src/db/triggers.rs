@@ -79,12 +79,13 @@ pub type Advance = (String, Option<i64>, i64);
 /// anew, so one statement per trigger was a large part of the claim.
 pub fn advance_many(conn: &mut DbConnection, advances: &[Advance]) -> QueryResult<()> {
     for chunk in super::statement::fixed_chunks(advances, super::ROWS_PER_UPDATE) {
-        let mut query = super::statement::Statement::new(
-            "UPDATE triggers SET next_fire_at = v.next_fire_at, \
+        let mut query = super::statement::Statement::new(&format!(
+            "{} triggers SET next_fire_at = v.next_fire_at, \
              fire_count = triggers.fire_count + v.fired \
              FROM (SELECT column1 AS id, column2 AS next_fire_at, column3 AS fired \
              FROM (VALUES ",
-        );
+            super::statement::many_rows(conn, "UPDATE")
+        ));
         query
             .bind_rows(chunk, |(id, next, fired)| {
                 [id.as_str().into(), (*next).into(), (*fired).into()]

@@ -5,6 +5,7 @@
 
 pub mod recorder;
 pub mod routing;
+mod slots;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use awc::http::StatusCode;
 use cronhook_sdk::protocol::{self, DispatchRequest, Shard};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::fires::Finish;
 use crate::db::{self, Db};
@@ -24,6 +26,7 @@ use crate::scheduler::claim::DueFire;
 use crate::scheduler::outcome::Ending;
 use crate::time::{now_ms, to_datetime};
 use recorder::{Answered, Recorder};
+use slots::DispatchSlots;
 
 /// Body bytes read from a target's answer; the stored output is capped at 64 KiB anyway.
 const MAX_RESPONSE_BYTES: usize = protocol::MAX_OUTPUT_BYTES + 1;
@@ -42,6 +45,8 @@ pub struct Dispatcher {
     turns: RefCell<HashMap<String, usize>>,
     /// Records the targets' answers in batches.
     recorder: Rc<Recorder>,
+    /// The slot each fire being dispatched holds (send, then recording).
+    slots: DispatchSlots,
 }
 
 /// Consecutive unreachable dispatches after which an executor is invalid until it beats again.
@@ -77,6 +82,7 @@ impl Dispatcher {
         dispatch_timeout: Duration,
         max_connections: usize,
         executor_timeout_ms: u64,
+        recording: Arc<Semaphore>,
         on_retry: Box<dyn Fn()>,
     ) -> Rc<Dispatcher> {
         let connector = awc::Connector::new()
@@ -99,16 +105,22 @@ impl Dispatcher {
             on_retry,
             executor_timeout_ms,
             turns: RefCell::new(HashMap::new()),
+            slots: DispatchSlots::new(recording),
         })
     }
 
     /// Sends one fire (it passed the dispatch fence) and records the outcome. Never
-    /// panics; failures end the fire as `failed`.
-    pub async fn dispatch(&self, due: DueFire) {
+    /// panics; failures end the fire as `failed`. `send_slot` is released once the
+    /// target has answered (see [`Dispatcher::answered`]); whatever slot the fire
+    /// holds at the end is released when its outcome is recorded.
+    pub async fn dispatch(&self, due: DueFire, send_slot: OwnedSemaphorePermit) {
+        let fire_id = due.fire.id.clone();
+        self.slots.hold(&fire_id, send_slot);
         if self.overlap_allows(&due).await {
             crate::metrics::fire_sent(due.fire.due_at);
             self.send_to_target(&due).await;
         }
+        self.slots.release(&fire_id);
     }
 
     /// Applies the job's concurrency policy when another fire of it is running; false
@@ -436,6 +448,9 @@ impl Dispatcher {
         let job_key = due.job.key.clone();
         let acked_at = now_ms();
         log::debug!("fire {fire_id} job {job_key}: {answer:?}");
+        if matches!(answer, Answer::Accepted(_)) {
+            self.slots.answered(&fire_id);
+        }
         let recorded = match answer {
             Answer::Accepted(status) => self
                 .recorder
@@ -617,6 +632,7 @@ impl Dispatcher {
     }
 
     async fn record_end(&self, due: &DueFire, finish: Finish) -> Result<(), AppError> {
+        self.slots.answered(&due.fire.id);
         let ending = Ending {
             fire: due.fire.clone(),
             job: due.job.clone(),

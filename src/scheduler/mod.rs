@@ -45,6 +45,9 @@ const CLAIM_WRITES_WHEN_BUSY: usize = 4;
 /// overload the backlog stays in the database (where the misfire policy decides)
 /// instead of growing in memory.
 const MAX_HELD: usize = 30_000;
+/// Answers being recorded at once, per send slot (`dispatch_concurrency`): a fire
+/// gives its send slot back when its target answered, if one of these is free.
+const RECORDING_PER_SEND_SLOT: usize = 4;
 
 /// Shared, thread-safe view of a running scheduler: wake it, ask whether it is alive.
 #[derive(Clone)]
@@ -78,6 +81,9 @@ pub struct Scheduler {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     in_flight: Arc<Semaphore>,
     concurrency: u32,
+    /// Answers being recorded after their send slot was given back.
+    recording: Arc<Semaphore>,
+    recording_slots: u32,
     db: Db,
     grace: Duration,
 }
@@ -129,6 +135,10 @@ impl Scheduler {
         let held = Arc::new(AtomicUsize::new(0));
         let concurrency = settings.dispatch_concurrency.min(Semaphore::MAX_PERMITS) as u32;
         let in_flight = Arc::new(Semaphore::new(concurrency as usize));
+        let recording_slots = (concurrency as usize)
+            .saturating_mul(RECORDING_PER_SEND_SLOT)
+            .min(Semaphore::MAX_PERMITS) as u32;
+        let recording = Arc::new(Semaphore::new(recording_slots as usize));
         let wake_for_retry = handle.clone();
         let alert_secret = secret.clone();
         let dispatcher = Dispatcher::new(
@@ -138,6 +148,7 @@ impl Scheduler {
             Duration::from_millis(settings.dispatch_timeout_ms),
             settings.dispatch_concurrency,
             settings.executor_timeout_ms,
+            recording.clone(),
             Box::new(move || wake_for_retry.wake()),
         );
         let tasks = vec![
@@ -180,6 +191,8 @@ impl Scheduler {
             tasks,
             in_flight,
             concurrency,
+            recording,
+            recording_slots,
             db,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
@@ -196,7 +209,14 @@ impl Scheduler {
         for task in self.tasks {
             let _ = task.await;
         }
-        match tokio::time::timeout(self.grace, self.in_flight.acquire_many(self.concurrency)).await {
+        // Sends first, then the answers still being recorded (a send that finishes
+        // takes a recording slot), all within the grace period.
+        let finished = async {
+            let sends = self.in_flight.acquire_many(self.concurrency).await;
+            let recordings = self.recording.acquire_many(self.recording_slots).await;
+            (sends, recordings)
+        };
+        match tokio::time::timeout(self.grace, finished).await {
             Ok(_) => log::info!("in-flight dispatches finished"),
             Err(_) => log::warn!("shutdown grace period over with dispatches still in flight; their fires will be re-dispatched"),
         }
@@ -450,8 +470,7 @@ async fn dispatch_wave(
             if early_by > 0 {
                 tokio::time::sleep(Duration::from_millis(early_by as u64)).await;
             }
-            dispatcher.dispatch(due).await;
-            drop(permit);
+            dispatcher.dispatch(due, permit).await;
         });
     }
     Ok(())
