@@ -31,7 +31,14 @@ const MAX_BATCH: usize = 256;
 
 /// Runs one write inside the batch's transaction and returns how to report its result
 /// once the batch's fate is known (`None` = committed, `Some(e)` = the commit failed).
-type Job = Box<dyn FnOnce(&mut DbConnection) -> Report + Send>;
+type Job = Box<dyn FnOnce(&mut DbConnection) -> Ran + Send>;
+
+/// What running a write left: how to report it, and whether it failed (then the writer
+/// checks that SQLite has not rolled the batch back under it).
+struct Ran {
+    report: Report,
+    failed: bool,
+}
 
 /// A queued write and whether it jumps the queue.
 struct Queued {
@@ -81,13 +88,15 @@ impl GroupCommit {
             // (as in autocommit; e.g. a late result kept before answering 409); a write
             // that needs all-or-nothing opens its own transaction, a savepoint here.
             let result = f(conn);
-            Box::new(move |commit_error: Option<String>| {
+            let failed = result.is_err();
+            let report: Report = Box::new(move |commit_error: Option<String>| {
                 let result = match commit_error {
                     None => result,
                     Some(e) => Err(E::from(DbError::Task(format!("commit failed: {e}")))),
                 };
                 let _ = tx.send(result);
-            })
+            });
+            Ran { report, failed }
         });
         self.submit(job, false, rx).await
     }
@@ -102,8 +111,13 @@ impl GroupCommit {
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let job: Job = Box::new(move |conn: &mut DbConnection| {
-            let _ = tx.send(f(conn));
-            Box::new(|_commit_error: Option<String>| {})
+            let result = f(conn);
+            let failed = result.is_err();
+            let _ = tx.send(result);
+            Ran {
+                report: Box::new(|_commit_error: Option<String>| {}),
+                failed,
+            }
         });
         self.submit(job, true, rx).await
     }
@@ -230,14 +244,25 @@ fn commit_batch(
         return None;
     }
     let mut reports = Vec::new();
+    let mut rolled_back = false;
     while reports.len() < MAX_BATCH {
         waiting.take_sent(queue);
         let Some(job) = waiting.next() else { break };
-        reports.push(job(conn));
+        let ran = job(conn);
+        reports.push(ran.report);
+        if ran.failed && batch_was_rolled_back(conn) {
+            // The writes still waiting go into the next batch.
+            rolled_back = true;
+            break;
+        }
     }
-    let commit_error = Transactions::commit_transaction(conn)
-        .err()
-        .map(|e| e.to_string());
+    let commit_error = if rolled_back {
+        Some("SQLite rolled the batch back (an I/O error or a full disk)".to_string())
+    } else {
+        Transactions::commit_transaction(conn)
+            .err()
+            .map(|e| e.to_string())
+    };
     if let Some(e) = &commit_error {
         log::error!(
             "database writer: commit of {} write(s) failed: {e}",
@@ -249,6 +274,16 @@ fn commit_batch(
         log::error!("database writer: cannot restore synchronous = FULL: {e}");
     }
     Some((reports, commit_error))
+}
+
+/// After a failed write: whether SQLite rolled the whole transaction back. It does on
+/// an I/O error, and on a full disk or out of memory when the statement kept no
+/// statement journal (the `OR FAIL` many-row writes keep none). Writes run after that
+/// would each commit on their own, outside the batch, and then be answered "not
+/// recorded" when the batch's COMMIT fails — so the batch ends there. `BEGIN` succeeds
+/// only outside a transaction; the one it opens is rolled back with the batch.
+fn batch_was_rolled_back(conn: &mut DbConnection) -> bool {
+    conn.batch_execute("BEGIN").is_ok()
 }
 
 /// Syncs the WAL for every batch committed so far, then answers their writes. A
@@ -294,7 +329,10 @@ mod tests {
         Queued {
             job: Box::new(move |_conn: &mut DbConnection| {
                 ran.lock().expect("not poisoned").push(label);
-                Box::new(|_: Option<String>| {})
+                Ran {
+                    report: Box::new(|_: Option<String>| {}),
+                    failed: false,
+                }
             }),
             urgent,
         }
@@ -321,13 +359,98 @@ mod tests {
             SqliteConnection::establish(":memory:").expect("in-memory SQLite opens"),
         );
         while let Some(job) = waiting.next() {
-            job(&mut conn)(None);
+            (job(&mut conn).report)(None);
         }
         assert!(waiting.is_empty());
         assert_eq!(
             *ran.lock().expect("not poisoned"),
             vec!["fence-1", "fence-2", "claim-1", "claim-2", "result"]
         );
+    }
+
+    /// A write whose statement made SQLite roll the whole transaction back (simulated
+    /// with a ROLLBACK: a full disk does that to an `OR FAIL` statement).
+    fn write(
+        sql: &'static str,
+        fails: bool,
+        answers: &Arc<Mutex<Vec<(&'static str, Option<String>)>>>,
+    ) -> Queued {
+        let answers = answers.clone();
+        Queued {
+            job: Box::new(move |conn: &mut DbConnection| {
+                conn.batch_execute(sql).expect("the statement runs");
+                Ran {
+                    report: Box::new(move |commit_error: Option<String>| {
+                        answers
+                            .lock()
+                            .expect("not poisoned")
+                            .push((sql, commit_error))
+                    }),
+                    failed: fails,
+                }
+            }),
+            urgent: false,
+        }
+    }
+
+    #[test]
+    fn writes_after_sqlite_rolled_the_batch_back_go_into_the_next_batch() {
+        let dir = std::env::temp_dir().join(format!("cronhook-rollback-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("db.sqlite");
+        let pool = diesel::r2d2::Pool::builder()
+            .max_size(1)
+            .build(super::super::Manager {
+                backend: super::super::Backend::Sqlite(path.clone()),
+            })
+            .expect("pool");
+        pool.get()
+            .expect("connection")
+            .batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")
+            .expect("table");
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (_send, queue) = mpsc::channel();
+        let mut waiting = Waiting::default();
+        waiting.push(write("INSERT INTO t VALUES (1); ROLLBACK;", true, &answers));
+        waiting.push(write("INSERT INTO t VALUES (2);", false, &answers));
+
+        let (reports, commit_error) =
+            commit_batch(&pool, &queue, &mut waiting).expect("a batch ran");
+        assert!(
+            commit_error.is_some(),
+            "the rolled-back batch is not reported as committed"
+        );
+        assert_eq!(reports.len(), 1, "the batch ends at the write that lost it");
+        assert_eq!(waiting.len(), 1, "the next write waits for the next batch");
+        for report in reports {
+            report(commit_error.clone());
+        }
+        let (reports, commit_error) =
+            commit_batch(&pool, &queue, &mut waiting).expect("a batch ran");
+        assert_eq!(commit_error, None);
+        for report in reports {
+            report(commit_error.clone());
+        }
+
+        let answers = answers.lock().expect("not poisoned").clone();
+        assert!(
+            answers[0].1.is_some(),
+            "the first write is answered not recorded"
+        );
+        assert_eq!(answers[1], ("INSERT INTO t VALUES (2);", None));
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            x: i64,
+        }
+        let mut conn = pool.get().expect("connection");
+        let rows: Vec<Row> =
+            diesel::RunQueryDsl::load(diesel::sql_query("SELECT x FROM t ORDER BY x"), &mut *conn)
+                .expect("rows");
+        assert_eq!(rows.iter().map(|r| r.x).collect::<Vec<_>>(), vec![2]);
+        drop(conn);
+        drop(pool);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
