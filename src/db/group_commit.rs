@@ -368,13 +368,12 @@ mod tests {
         );
     }
 
+    /// Each write's SQL and the commit error it was answered with.
+    type Answers = Arc<Mutex<Vec<(&'static str, Option<String>)>>>;
+
     /// A write whose statement made SQLite roll the whole transaction back (simulated
     /// with a ROLLBACK: a full disk does that to an `OR FAIL` statement).
-    fn write(
-        sql: &'static str,
-        fails: bool,
-        answers: &Arc<Mutex<Vec<(&'static str, Option<String>)>>>,
-    ) -> Queued {
+    fn write(sql: &'static str, fails: bool, answers: &Answers) -> Queued {
         let answers = answers.clone();
         Queued {
             job: Box::new(move |conn: &mut DbConnection| {

@@ -17,6 +17,7 @@ use awc::http::StatusCode;
 use cronhook_sdk::protocol::{self, DispatchRequest, Shard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::configuration::SchedulerSettings;
 use crate::db::fires::Finish;
 use crate::db::{self, Db};
 use crate::domain::job::WhenUnavailable;
@@ -75,18 +76,17 @@ impl Answer {
 }
 
 impl Dispatcher {
+    /// `recording`: the recording slots a fire takes once its target has answered.
     pub fn new(
         db: Db,
         secret: Arc<Vec<u8>>,
         callback_base: String,
-        dispatch_timeout: Duration,
-        max_connections: usize,
-        executor_timeout_ms: u64,
+        settings: &SchedulerSettings,
         recording: Arc<Semaphore>,
         on_retry: Box<dyn Fn()>,
     ) -> Rc<Dispatcher> {
         let connector = awc::Connector::new()
-            .limit(max_connections)
+            .limit(settings.dispatch_concurrency)
             // Shorter than common servers' idle time-outs (actix-web and Node: 5 s), so an
             // idle connection is dropped here before the target closes it under a request.
             .conn_keep_alive(Duration::from_secs(4))
@@ -101,18 +101,18 @@ impl Dispatcher {
             db,
             secret,
             callback_base,
-            dispatch_timeout,
+            dispatch_timeout: Duration::from_millis(settings.dispatch_timeout_ms),
             on_retry,
-            executor_timeout_ms,
+            executor_timeout_ms: settings.executor_timeout_ms,
             turns: RefCell::new(HashMap::new()),
             slots: DispatchSlots::new(recording),
         })
     }
 
     /// Sends one fire (it passed the dispatch fence) and records the outcome. Never
-    /// panics; failures end the fire as `failed`. `send_slot` is released once the
-    /// target has answered (see [`Dispatcher::answered`]); whatever slot the fire
-    /// holds at the end is released when its outcome is recorded.
+    /// panics; failures end the fire as `failed`. `send_slot` goes back once the
+    /// target has answered (see `DispatchSlots::answered`); whatever slot the fire
+    /// holds then is released when its outcome is recorded.
     pub async fn dispatch(&self, due: DueFire, send_slot: OwnedSemaphorePermit) {
         let fire_id = due.fire.id.clone();
         self.slots.hold(&fire_id, send_slot);

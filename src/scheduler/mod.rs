@@ -137,7 +137,8 @@ impl Scheduler {
         let in_flight = Arc::new(Semaphore::new(concurrency as usize));
         let recording_slots = (concurrency as usize)
             .saturating_mul(RECORDING_PER_SEND_SLOT)
-            .min(Semaphore::MAX_PERMITS) as u32;
+            .min(Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize) as u32;
         let recording = Arc::new(Semaphore::new(recording_slots as usize));
         let wake_for_retry = handle.clone();
         let alert_secret = secret.clone();
@@ -145,9 +146,7 @@ impl Scheduler {
             db.clone(),
             secret,
             callback_base,
-            Duration::from_millis(settings.dispatch_timeout_ms),
-            settings.dispatch_concurrency,
-            settings.executor_timeout_ms,
+            &settings,
             recording.clone(),
             Box::new(move || wake_for_retry.wake()),
         );
