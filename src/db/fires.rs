@@ -45,15 +45,16 @@ pub fn insert_new(conn: &mut DbConnection, rows: &[FireRow]) -> QueryResult<Vec<
     let mut inserted = Vec::with_capacity(rows.len());
     // A kept-prepared statement (a claim inserts hundreds of rows per round); the
     // rows that lost a race are the ones not returned.
+    let sql = format!(
+        "{} INTO fires (id, job_id, trigger_id, job_version, attempt, state, \
+         scheduled_at, due_at, fired_at, dispatched_at, acked_at, finished_at, deadline_at, \
+         owner_node, executor, http_status, payload, output, output_truncated, error, \
+         reported_started_at, reported_finished_at, late_result, shard_index, shard_total) \
+         VALUES ",
+        many_rows(conn, "INSERT")
+    );
     for chunk in fixed_chunks(rows, FIRES_PER_INSERT) {
-        let mut insert = Statement::new(&format!(
-            "{} INTO fires (id, job_id, trigger_id, job_version, attempt, state, \
-             scheduled_at, due_at, fired_at, dispatched_at, acked_at, finished_at, deadline_at, \
-             owner_node, executor, http_status, payload, output, output_truncated, error, \
-             reported_started_at, reported_finished_at, late_result, shard_index, shard_total) \
-             VALUES ",
-            many_rows(conn, "INSERT")
-        ));
+        let mut insert = Statement::new(&sql);
         insert
             .bind_rows(chunk, |r| {
                 [
@@ -215,17 +216,14 @@ pub fn fence_for_dispatch(
         DbConnection::Sqlite(_) => "+state",
         DbConnection::Postgresql(_) => "state",
     };
+    let update = format!("{} fires SET dispatched_at = ", many_rows(conn, "UPDATE"));
+    let filter = format!(" WHERE {state} = 'fired' AND dispatched_at IS NULL AND owner_node = ");
     let mut fenced = Vec::with_capacity(ids.len());
     for chunk in fixed_chunks(ids, super::IDS_PER_STATEMENT) {
-        let mut query = Statement::new(&format!(
-            "{} fires SET dispatched_at = ",
-            many_rows(conn, "UPDATE")
-        ));
+        let mut query = Statement::new(&update);
         query
             .bind(now)
-            .sql(&format!(
-                " WHERE {state} = 'fired' AND dispatched_at IS NULL AND owner_node = "
-            ))
+            .sql(&filter)
             .bind(node)
             .sql(" AND id IN ")
             .bind_list(chunk.iter().map(String::as_str))
@@ -307,17 +305,18 @@ pub fn mark_running_many(
     conn: &mut DbConnection,
     acks: &[Acknowledged],
 ) -> QueryResult<Vec<String>> {
+    let sql = format!(
+        "{} fires SET state = 'running', dispatched_at = v.dispatched_at, \
+         acked_at = v.acked_at, deadline_at = v.deadline_at, \
+         http_status = v.http_status, executor = v.executor \
+         FROM (SELECT column1 AS id, column2 AS dispatched_at, column3 AS acked_at, \
+         column4 AS deadline_at, column5 AS http_status, column6 AS executor \
+         FROM (VALUES ",
+        many_rows(conn, "UPDATE")
+    );
     let mut changed = Vec::with_capacity(acks.len());
     for chunk in fixed_chunks(acks, super::ROWS_PER_UPDATE) {
-        let mut query = Statement::new(&format!(
-            "{} fires SET state = 'running', dispatched_at = v.dispatched_at, \
-             acked_at = v.acked_at, deadline_at = v.deadline_at, \
-             http_status = v.http_status, executor = v.executor \
-             FROM (SELECT column1 AS id, column2 AS dispatched_at, column3 AS acked_at, \
-             column4 AS deadline_at, column5 AS http_status, column6 AS executor \
-             FROM (VALUES ",
-            many_rows(conn, "UPDATE")
-        ));
+        let mut query = Statement::new(&sql);
         query
             .bind_rows(chunk, |ack| {
                 [
@@ -381,26 +380,27 @@ pub fn finish_many(
         .map(|state| format!("'{state}'"))
         .collect::<Vec<_>>()
         .join(", ");
+    let sql = format!(
+        "{} fires SET state = v.state, finished_at = v.finished_at, \
+         dispatched_at = COALESCE(v.dispatched_at, fires.dispatched_at), \
+         acked_at = COALESCE(v.acked_at, fires.acked_at), \
+         http_status = COALESCE(v.http_status, fires.http_status), \
+         executor = COALESCE(v.executor, fires.executor), \
+         output = COALESCE(v.output, fires.output), \
+         output_truncated = v.output_truncated, \
+         error = COALESCE(v.error, fires.error), \
+         reported_started_at = COALESCE(v.reported_started_at, fires.reported_started_at), \
+         reported_finished_at = COALESCE(v.reported_finished_at, fires.reported_finished_at) \
+         FROM (SELECT column1 AS id, column2 AS state, column3 AS finished_at, \
+         column4 AS dispatched_at, column5 AS acked_at, column6 AS http_status, \
+         column7 AS executor, column8 AS output, column9 AS output_truncated, \
+         column10 AS error, column11 AS reported_started_at, \
+         column12 AS reported_finished_at FROM (VALUES ",
+        many_rows(conn, "UPDATE")
+    );
     let mut changed = Vec::with_capacity(items.len());
     for chunk in fixed_chunks(items, super::ROWS_PER_UPDATE) {
-        let mut query = Statement::new(&format!(
-            "{} fires SET state = v.state, finished_at = v.finished_at, \
-             dispatched_at = COALESCE(v.dispatched_at, fires.dispatched_at), \
-             acked_at = COALESCE(v.acked_at, fires.acked_at), \
-             http_status = COALESCE(v.http_status, fires.http_status), \
-             executor = COALESCE(v.executor, fires.executor), \
-             output = COALESCE(v.output, fires.output), \
-             output_truncated = v.output_truncated, \
-             error = COALESCE(v.error, fires.error), \
-             reported_started_at = COALESCE(v.reported_started_at, fires.reported_started_at), \
-             reported_finished_at = COALESCE(v.reported_finished_at, fires.reported_finished_at) \
-             FROM (SELECT column1 AS id, column2 AS state, column3 AS finished_at, \
-             column4 AS dispatched_at, column5 AS acked_at, column6 AS http_status, \
-             column7 AS executor, column8 AS output, column9 AS output_truncated, \
-             column10 AS error, column11 AS reported_started_at, \
-             column12 AS reported_finished_at FROM (VALUES ",
-            many_rows(conn, "UPDATE")
-        ));
+        let mut query = Statement::new(&sql);
         query
             .bind_rows(chunk, |(id, f)| {
                 [

@@ -24,7 +24,7 @@ use crate::domain::job::WhenUnavailable;
 use crate::domain::{Concurrency, FireState, Mode, Routing};
 use crate::error::AppError;
 use crate::scheduler::claim::DueFire;
-use crate::scheduler::outcome::Ending;
+use crate::scheduler::outcome::{Ended, Ending};
 use crate::time::{now_ms, to_datetime};
 use recorder::{Answered, Recorder};
 use slots::DispatchSlots;
@@ -448,20 +448,19 @@ impl Dispatcher {
         let job_key = due.job.key.clone();
         let acked_at = now_ms();
         log::debug!("fire {fire_id} job {job_key}: {answer:?}");
-        if matches!(answer, Answer::Accepted(_)) {
-            self.slots.answered(&fire_id);
-        }
         let recorded = match answer {
             Answer::Accepted(status) => self
-                .recorder
-                .submit(Answered::Acknowledged(db::fires::Acknowledged {
-                    id: fire_id.clone(),
-                    dispatched_at,
-                    acked_at,
-                    deadline_at: deadline,
-                    http_status: status as i32,
-                    executor,
-                }))
+                .record(
+                    &fire_id,
+                    Answered::Acknowledged(db::fires::Acknowledged {
+                        id: fire_id.clone(),
+                        dispatched_at,
+                        acked_at,
+                        deadline_at: deadline,
+                        http_status: status as i32,
+                        executor,
+                    }),
+                )
                 .await
                 .map(|_| ()),
             Answer::Succeeded(status, output) => {
@@ -493,6 +492,12 @@ impl Dispatcher {
         if let Err(e) = recorded {
             log::error!("fire {fire_id} job {job_key}: could not record the dispatch outcome: {e}");
         }
+    }
+
+    /// Records what became of a fire; its send slot goes to the next fire meanwhile.
+    async fn record(&self, fire_id: &str, answer: Answered) -> Result<Option<Ended>, AppError> {
+        self.slots.answered(fire_id);
+        self.recorder.submit(answer).await
     }
 
     /// Ids of this job's running fires.
@@ -632,15 +637,13 @@ impl Dispatcher {
     }
 
     async fn record_end(&self, due: &DueFire, finish: Finish) -> Result<(), AppError> {
-        self.slots.answered(&due.fire.id);
         let ending = Ending {
             fire: due.fire.clone(),
             job: due.job.clone(),
             finish,
         };
         let ended = self
-            .recorder
-            .submit(Answered::Ended(ending))
+            .record(&due.fire.id, Answered::Ended(ending))
             .await?
             .unwrap_or_default();
         if let Some(retry) = &ended.retry {
