@@ -28,6 +28,7 @@ struct Metrics {
     dispatch_duration: HistogramVec,
     write_backs: IntCounterVec,
     write_back_requests: IntCounterVec,
+    dispatch_batch: Histogram,
     retries: IntCounterVec,
     misfires: IntCounterVec,
     purged: IntCounterVec,
@@ -112,6 +113,12 @@ static METRICS: LazyLock<Metrics> =
             "Write-back requests received: `single` (one result) or `batch` (several).",
             &["kind"],
         ),
+        dispatch_batch: histogram(
+            &registry,
+            "cronhook_dispatch_batch_fires",
+            "Fires per batch dispatch request (executors that take batches).",
+            vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 256.0],
+        ),
         retries: counter(
             &registry,
             "cronhook_retries_total",
@@ -168,6 +175,11 @@ pub fn dispatch_answered(started: Instant, answer: &str) {
         .dispatch_duration
         .with_label_values(&[answer])
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// A batch dispatch of `fires` fires was sent.
+pub fn dispatch_batch(fires: usize) {
+    METRICS.dispatch_batch.observe(fires as f64);
 }
 
 /// A write-back was answered; `result` is one of a fixed set (see the route).

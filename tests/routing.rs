@@ -47,12 +47,24 @@ fn member(
     capacity: usize,
     queue: usize,
 ) -> Member {
+    member_taking_batches(app, dir, instance, capacity, queue, true)
+}
+
+fn member_taking_batches(
+    app: &TestApp,
+    dir: &std::path::Path,
+    instance: &str,
+    capacity: usize,
+    queue: usize,
+    batches: bool,
+) -> Member {
     let runs = Arc::new(AtomicUsize::new(0));
     let executor: Executor = executor_builder(app, "pool", &dir.join(instance))
         .instance_id(instance)
         .heartbeat_interval(Duration::from_millis(100))
         .capacity(capacity)
         .queue_len(queue)
+        .dispatch_batches(batches)
         .handler("work", sleeper(runs.clone()))
         .build()
         .expect("executor builds");
@@ -544,5 +556,106 @@ async fn round_robin_rotates_and_consistent_hash_sticks() {
     for m in members {
         m.served.stop().await;
     }
+    app.stop().await;
+}
+
+/// Jobs whose fires are all due at `at`.
+async fn jobs_due_together(
+    app: &TestApp,
+    prefix: &str,
+    count: usize,
+    sleep_ms: u64,
+) -> Vec<String> {
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(2_500);
+    let mut jobs = Vec::new();
+    for i in 0..count {
+        let extra = json!({
+            "triggers": [{ "kind": "at", "at": at.to_rfc3339() }],
+            "payload": { "sleep_ms": sleep_ms },
+        });
+        jobs.push(pool_job(app, &format!("{prefix}-{i}"), json!("failover"), extra).await);
+    }
+    jobs
+}
+
+/// Waits until each job's one fire succeeded on its first attempt; returns the executors.
+async fn succeeded_first_time(app: &TestApp, jobs: &[String]) -> Vec<String> {
+    let mut executors = Vec::new();
+    for job in jobs {
+        let fires = app
+            .wait_fires(job, "its fire to succeed", |f| {
+                f.len() == 1 && f[0]["state"] == "succeeded"
+            })
+            .await;
+        assert_eq!(fires[0]["attempt"], 1, "{}", fires[0]);
+        executors.push(fires[0]["executor"].as_str().unwrap().to_string());
+    }
+    executors
+}
+
+#[actix_web::test]
+async fn fires_due_together_share_batch_requests_and_each_is_answered_on_its_own() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    // Failover tries `small` first: it takes one fire and refuses the rest with 429
+    // inside the batch answer; those move on to `big`.
+    let small = member(&app, dir.path(), "small", 1, 0);
+    wait_registered(&app, 1).await;
+    let big = member(&app, dir.path(), "big", 32, 64);
+    wait_registered(&app, 2).await;
+    let (_, page) = app.get("/api/v1/executors?app=pool").await;
+    for executor in page["items"].as_array().unwrap() {
+        assert_eq!(
+            executor["features"],
+            json!(["dispatch_batch"]),
+            "{executor}"
+        );
+    }
+
+    let jobs = jobs_due_together(&app, "batched", 20, 300).await;
+    let executors = succeeded_first_time(&app, &jobs).await;
+    let on_small = executors.iter().filter(|e| **e == small.label()).count();
+    let on_big = executors.iter().filter(|e| **e == big.label()).count();
+    assert_eq!((on_small, on_big), (1, 19), "{executors:?}");
+
+    let (small_stats, big_stats) = (
+        small.served.executor().stats(),
+        big.served.executor().stats(),
+    );
+    assert_eq!(small_stats.accepted + big_stats.accepted, 20);
+    assert_eq!(
+        small_stats.rejected_busy, 19,
+        "refused one by one inside its batches"
+    );
+    // 39 dispatches in all (20 taken, 19 refused); alone they would be 39 requests.
+    let requests = small_stats.dispatch_batches + big_stats.dispatch_batches;
+    assert!(
+        (2..=10).contains(&requests),
+        "39 dispatches went out in {requests} batch requests"
+    );
+    small.served.stop().await;
+    big.served.stop().await;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn an_executor_that_does_not_offer_batches_gets_one_request_per_fire() {
+    let dir = temp_dir();
+    let app = spawn_app(dir.path());
+    let plain = member_taking_batches(&app, dir.path(), "plain", 8, 16, false);
+    wait_registered(&app, 1).await;
+    let (_, page) = app.get("/api/v1/executors?app=pool").await;
+    assert_eq!(page["items"][0]["features"], json!([]), "{page}");
+
+    let jobs = jobs_due_together(&app, "alone", 5, 20).await;
+    let executors = succeeded_first_time(&app, &jobs).await;
+    assert!(
+        executors.iter().all(|e| *e == plain.label()),
+        "{executors:?}"
+    );
+    let stats = plain.served.executor().stats();
+    assert_eq!(stats.accepted, 5);
+    assert_eq!(stats.dispatch_batches, 0);
+    plain.served.stop().await;
     app.stop().await;
 }

@@ -51,6 +51,8 @@ pub(crate) struct Config {
     pub shutdown_grace: Duration,
     pub flush_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Advertise batch dispatches (`POST {prefix}/fires/batch`) in heartbeats.
+    pub dispatch_batches: bool,
     pub recent_fires: usize,
     pub retry_initial: Duration,
     pub retry_max: Duration,
@@ -93,6 +95,7 @@ impl ExecutorBuilder {
                 shutdown_grace: Duration::from_secs(30),
                 flush_timeout: Duration::from_secs(5),
                 max_body_bytes: 1024 * 1024,
+                dispatch_batches: true,
                 recent_fires: 10_000,
                 retry_initial: Duration::from_millis(500),
                 retry_max: Duration::from_secs(30),
@@ -190,6 +193,16 @@ impl ExecutorBuilder {
     /// Largest dispatch body accepted (default 1 MiB); larger gets 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// Whether heartbeats offer the scheduler batch dispatches (default on): several
+    /// callback-mode fires in one signed `POST {prefix}/fires/batch`, each answered
+    /// as if it had come alone. Off, every fire comes in its own request. A batch body
+    /// may reach 256 KiB whatever [`max_body_bytes`](Self::max_body_bytes) says (fires
+    /// larger than 64 KiB still come alone).
+    pub fn dispatch_batches(mut self, enabled: bool) -> Self {
+        self.config.dispatch_batches = enabled;
         self
     }
 

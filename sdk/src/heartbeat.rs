@@ -76,6 +76,11 @@ fn collect(rt: &Runtime, system: &mut sysinfo::System, address: String) -> Heart
         mem_total_bytes: system.total_memory(),
         load1: sysinfo::System::load_average().one,
         sdk_version: crate::SDK_VERSION.to_owned(),
+        features: if config.dispatch_batches {
+            vec![crate::protocol::FEATURE_DISPATCH_BATCH.to_owned()]
+        } else {
+            Vec::new()
+        },
     }
 }
 

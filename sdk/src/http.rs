@@ -14,10 +14,12 @@ use uuid::Uuid;
 
 use crate::executor::Inner;
 use crate::protocol::{
-    self, DispatchRequest, ExecutorFireState, ExecutorHealth, FireStatusReply, FIRES_ROUTE,
-    FIRE_HEADER, HEALTH_ROUTE, SIGNATURE_HEADER,
+    self, DispatchAnswer, DispatchBatch, DispatchBatchAnswer, DispatchRequest, ExecutorFireState,
+    ExecutorHealth, FireStatusReply, FIRES_BATCH_ROUTE, FIRES_ROUTE, FIRE_HEADER, HEALTH_ROUTE,
+    SIGNATURE_HEADER,
 };
 use crate::state::{Admission, Known};
+use crate::stats::Counters;
 
 /// The executor's routes as an actix-web service: `App::new().service(executor.service())`.
 ///
@@ -40,6 +42,11 @@ impl HttpServiceFactory for ExecutorService {
         web::resource(format!("{prefix}{FIRES_ROUTE}"))
             .app_data(data.clone())
             .route(web::post().to(dispatch))
+            .register(config);
+        // Before `/fires/{fire_id}`, which would otherwise take the path.
+        web::resource(format!("{prefix}{FIRES_BATCH_ROUTE}"))
+            .app_data(data.clone())
+            .route(web::post().to(dispatch_batch))
             .register(config);
         web::resource(format!("{prefix}{FIRES_ROUTE}/{{fire_id}}"))
             .app_data(data.clone())
@@ -93,20 +100,97 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, inner: Data<Inner>) -
         }
     }
     let id = request.fire_id;
+    let (status, detail) = admit(&inner, request);
+    if status == StatusCode::ACCEPTED {
+        return accepted(id, detail);
+    }
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        return busy(status, detail);
+    }
+    problem(status, detail)
+}
+
+/// `POST {prefix}/fires/batch`: several callback-mode dispatches in one signed request
+/// (sent only to executors that advertise the feature). Each fire is admitted as if it
+/// had come alone and gets its own answer, in the order sent.
+async fn dispatch_batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    inner: Data<Inner>,
+) -> HttpResponse {
+    if inner.table().is_draining() {
+        return busy(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the executor is shutting down",
+        );
+    }
+    let limit = inner
+        .config
+        .max_body_bytes
+        .max(protocol::MAX_DISPATCH_BATCH_BYTES);
+    let body = match read_body(&req, payload, limit).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    if let Some(refused) = verify(&req, &inner, &body) {
+        return refused;
+    }
+    let batch: DispatchBatch = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("invalid batch dispatch body: {e}"),
+            )
+        }
+    };
+    if batch.fires.len() > protocol::MAX_FIRES_PER_DISPATCH_BATCH {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a batch dispatch carries at most {} fires, this one {}",
+                protocol::MAX_FIRES_PER_DISPATCH_BATCH,
+                batch.fires.len()
+            ),
+        );
+    }
+    Counters::bump(&inner.counters.dispatch_batches);
+    let answers = batch
+        .fires
+        .into_iter()
+        .map(|request| {
+            let fire_id = request.fire_id;
+            let (status, detail) = admit(&inner, request);
+            DispatchAnswer {
+                fire_id,
+                status: status.as_u16(),
+                detail: (status != StatusCode::ACCEPTED).then_some(detail),
+            }
+        })
+        .collect();
+    HttpResponse::Ok().json(DispatchBatchAnswer { answers })
+}
+
+/// Admits one verified dispatch: the status it is answered with (202 accepted or
+/// duplicate, 404 no handler, 429 busy, 503 draining) and a word on why.
+fn admit(inner: &Inner, request: DispatchRequest) -> (StatusCode, String) {
     match inner.admit(request) {
-        Err(reason) => problem(StatusCode::NOT_FOUND, reason),
-        Ok(Admission::Accepted) => accepted(id, "accepted"),
-        Ok(Admission::Duplicate) => accepted(id, "duplicate"),
-        Ok(Admission::Busy) => busy(
+        Err(reason) => (StatusCode::NOT_FOUND, reason),
+        Ok(Admission::Accepted) => (StatusCode::ACCEPTED, "accepted".into()),
+        Ok(Admission::Duplicate) => (StatusCode::ACCEPTED, "duplicate".into()),
+        Ok(Admission::Busy) => (
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "all {} slots are busy and the queue of {} is full",
                 inner.config.capacity, inner.config.queue_len
             ),
         ),
-        Ok(Admission::Draining) => busy(
+        Ok(Admission::Draining) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "the executor is shutting down",
+            "the executor is shutting down".into(),
         ),
     }
 }
@@ -230,7 +314,7 @@ async fn read_body(
     Ok(body)
 }
 
-fn accepted(fire_id: Uuid, status: &str) -> HttpResponse {
+fn accepted(fire_id: Uuid, status: String) -> HttpResponse {
     HttpResponse::Accepted().json(json!({ "fire_id": fire_id, "status": status }))
 }
 

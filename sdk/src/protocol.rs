@@ -155,6 +155,54 @@ pub struct Heartbeat {
     pub load1: f64,
     #[serde(default)]
     pub sdk_version: String,
+    /// Optional protocol features this executor takes, e.g. [`FEATURE_DISPATCH_BATCH`].
+    /// Executors that send none get the plain v1 protocol.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+/// Heartbeat `features` entry of an executor that takes batch dispatches at
+/// [`FIRES_BATCH_ROUTE`].
+pub const FEATURE_DISPATCH_BATCH: &str = "dispatch_batch";
+/// Route (below the SDK prefix) receiving several callback-mode dispatches in one signed
+/// request: `POST {prefix}/fires/batch`. The scheduler uses it only for executors that
+/// advertise [`FEATURE_DISPATCH_BATCH`].
+pub const FIRES_BATCH_ROUTE: &str = "/fires/batch";
+/// Fires in one batch dispatch at most.
+pub const MAX_FIRES_PER_DISPATCH_BATCH: usize = 256;
+/// Body bytes of one batch dispatch at most. Executors take batches up to this size
+/// even when their own dispatch body limit is lower.
+pub const MAX_DISPATCH_BATCH_BYTES: usize = 256 * 1024;
+/// A fire whose dispatch body is larger than this is sent alone, so it meets the
+/// executor's own body limit as before.
+pub const MAX_BATCHED_FIRE_BYTES: usize = 64 * 1024;
+
+/// Body of a batch dispatch: scheduler → `POST {prefix}/fires/batch`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DispatchBatch {
+    pub fires: Vec<DispatchRequest>,
+}
+
+/// The executor's answer to a batch dispatch (HTTP 200): one entry per fire, in the
+/// order sent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DispatchBatchAnswer {
+    pub answers: Vec<DispatchAnswer>,
+}
+
+/// How one fire of a batch was taken: `status` is the HTTP status its dispatch would
+/// have had alone (202 accepted or duplicate, 404 no such handler, 429 busy, 503
+/// shutting down).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DispatchAnswer {
+    pub fire_id: Uuid,
+    pub status: u16,
+    /// Why it was not accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Answer to a heartbeat.

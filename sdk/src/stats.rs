@@ -16,6 +16,8 @@ pub struct ExecutorStats {
     pub accepted: u64,
     /// Dispatches refused with 429 because the queue was full.
     pub rejected_busy: u64,
+    /// Batch dispatch requests received (each carrying one or more fires).
+    pub dispatch_batches: u64,
     /// Results waiting for delivery (in the outbox).
     pub outbox_depth: u64,
     /// Results the scheduler accepted.
@@ -39,7 +41,7 @@ impl ExecutorStats {
             .replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('\n', "\\n");
-        let rows: [(&str, &str, &str, u64); 12] = [
+        let rows: [(&str, &str, &str, u64); 13] = [
             ("running", "gauge", "Handlers running now.", self.running),
             (
                 "queued",
@@ -70,6 +72,12 @@ impl ExecutorStats {
                 "counter",
                 "Dispatches refused with 429 because the queue was full.",
                 self.rejected_busy,
+            ),
+            (
+                "dispatch_batches_total",
+                "counter",
+                "Batch dispatch requests received.",
+                self.dispatch_batches,
             ),
             (
                 "delivered_total",
@@ -122,6 +130,7 @@ impl ExecutorStats {
 pub(crate) struct Counters {
     pub accepted: AtomicU64,
     pub rejected_busy: AtomicU64,
+    pub dispatch_batches: AtomicU64,
     pub outbox_depth: AtomicU64,
     pub delivered: AtomicU64,
     pub delivery_retries: AtomicU64,
@@ -149,6 +158,7 @@ impl Counters {
             capacity: capacity as u64,
             accepted: get(&self.accepted),
             rejected_busy: get(&self.rejected_busy),
+            dispatch_batches: get(&self.dispatch_batches),
             outbox_depth: get(&self.outbox_depth),
             delivered: get(&self.delivered),
             delivery_retries: get(&self.delivery_retries),
@@ -175,6 +185,6 @@ mod tests {
         assert!(text.contains("# TYPE cronhook_executor_outbox_depth gauge\n"));
         assert!(text.contains("cronhook_executor_outbox_depth{app=\"bill\\\"ing\"} 3\n"));
         assert!(text.contains("cronhook_executor_delivered_total{app=\"bill\\\"ing\"} 7\n"));
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 12);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 13);
     }
 }

@@ -148,6 +148,86 @@ async fn malformed_or_unroutable_dispatches_are_refused_with_the_reason() {
 }
 
 #[actix_web::test]
+async fn a_batch_dispatch_answers_each_fire_as_if_it_came_alone() {
+    init_logs();
+    let receiver = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let echo_runs = Arc::new(AtomicUsize::new(0));
+    let gate = gate();
+    let executor = builder(receiver.port, dir.path())
+        .capacity(1)
+        .queue_len(1)
+        .handler("gated", gated(runs.clone(), gate.clone()))
+        .handler("echo", echo(echo_runs.clone()))
+        .build()
+        .unwrap();
+    let server = executor.serve("127.0.0.1:0").unwrap();
+    let url = format!("{}/fires/batch", server.address());
+
+    let running = fire(receiver.port, Some("gated"), json!(null), LONG);
+    let queued = fire(receiver.port, Some("echo"), json!("q"), LONG);
+    let unknown = fire(receiver.port, Some("nope"), json!(null), LONG);
+    let refused = fire(receiver.port, Some("echo"), json!("r"), LONG);
+    let batch = json!({ "fires": [&running, &queued, &running, &unknown, &refused] });
+    let body = serde_json::to_vec(&batch).unwrap();
+
+    let unsigned = post_raw(&url, body.clone(), None).await;
+    assert_eq!(unsigned.status, 401);
+    let garbage = post_raw(&url, b"{\"fires\": 3}".to_vec(), Some(SECRET)).await;
+    assert_eq!(garbage.status, 400);
+    assert!(garbage.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("invalid batch dispatch body"));
+    let too_many: Vec<_> = (0..257)
+        .map(|_| fire(receiver.port, Some("echo"), json!(null), LONG))
+        .collect();
+    let too_many = serde_json::to_vec(&json!({ "fires": too_many })).unwrap();
+    let answer = post_raw(&url, too_many, Some(SECRET)).await;
+    assert_eq!(answer.status, 413);
+    assert_eq!(
+        executor.stats().accepted,
+        0,
+        "nothing of a refused batch runs"
+    );
+
+    let answer = post_raw(&url, body, Some(SECRET)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answers = answer.body["answers"].as_array().unwrap();
+    let statuses: Vec<u64> = answers
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect();
+    // Running, queued, a repeat of the running one, no such handler, queue full.
+    assert_eq!(statuses, [202, 202, 202, 404, 429], "{}", answer.body);
+    let ids: Vec<String> = answers
+        .iter()
+        .map(|a| a["fire_id"].as_str().unwrap().to_string())
+        .collect();
+    let sent: Vec<String> = [&running, &queued, &running, &unknown, &refused]
+        .iter()
+        .map(|f| f.fire_id.to_string())
+        .collect();
+    assert_eq!(ids, sent, "answers come in the order sent");
+    assert!(answers[0].get("detail").is_none());
+    assert!(answers[3]["detail"].as_str().unwrap().contains("\"nope\""));
+    assert!(answers[4]["detail"].as_str().unwrap().contains("busy"));
+
+    open(&gate);
+    receiver.wait_result(running.fire_id).await;
+    receiver.wait_result(queued.fire_id).await;
+    assert_eq!((count(&runs), count(&echo_runs)), (1, 1));
+    assert!(receiver.results_for(refused.fire_id).is_empty());
+    let stats = executor.stats();
+    assert_eq!(
+        (stats.dispatch_batches, stats.accepted, stats.rejected_busy),
+        (1, 2, 1)
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn unnamed_dispatch_goes_to_the_default_handler() {
     init_logs();
     let receiver = Receiver::start(0);
@@ -447,6 +527,11 @@ async fn heartbeats_describe_the_executor_and_carry_cancels() {
     assert_eq!(beat.capacity, 1);
     assert!(beat.mem_total_bytes > 0);
     assert_eq!(beat.sdk_version, cronhook_sdk::SDK_VERSION);
+    assert_eq!(
+        beat.features,
+        ["dispatch_batch"],
+        "batch dispatches are offered by default"
+    );
 
     let running = fire(receiver.port, Some("gated"), json!(null), LONG);
     let queued = fire(receiver.port, Some("gated"), json!(null), LONG);

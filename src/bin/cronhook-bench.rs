@@ -48,6 +48,34 @@ enum Sink {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetKind {
+    /// Jobs call the executor's URL directly (`target.url`).
+    Url,
+    /// Jobs name the executor's app (`target.app`): the executor heartbeats and every
+    /// fire goes through executor selection (least_loaded), as in a real deployment.
+    App,
+}
+
+/// The app name of the bench's SDK executor.
+const BENCH_APP: &str = "bench";
+
+/// Where the bench's jobs point.
+#[derive(Debug, Clone)]
+enum JobTarget {
+    Url(String),
+    App(String),
+}
+
+impl JobTarget {
+    fn json(&self) -> Value {
+        match self {
+            JobTarget::Url(url) => json!({ "url": url }),
+            JobTarget::App(app) => json!({ "app": app }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Create {
     /// Through `POST /api/v1/jobs`, several requests at once.
     Api,
@@ -84,6 +112,9 @@ struct Args {
     drain: u64,
     #[arg(long, value_enum, default_value_t = Sink::Callback)]
     sink: Sink,
+    /// How callback-mode jobs reach the SDK executor (`app` needs `--sink callback`).
+    #[arg(long, value_enum, default_value_t = TargetKind::Url)]
+    target: TargetKind,
     /// Quartz cron expression of every throughput job.
     #[arg(long, default_value = "* * * * * ?")]
     schedule: String,
@@ -209,6 +240,11 @@ fn check_args(args: &Args) -> BenchResult<()> {
                 "--server-env {kv:?}: expected KEY=VALUE (e.g. SCHEDULER__BATCH_SIZE=1000)"
             )));
         }
+    }
+    if args.target == TargetKind::App && args.sink != Sink::Callback {
+        return Err(BenchError::Usage(
+            "--target app needs --sink callback (the sync sink is a plain webhook)".into(),
+        ));
     }
     if args.spread && (args.create != Create::Bulk || args.schedule != "* * * * * ?") {
         return Err(BenchError::Usage(
@@ -527,7 +563,7 @@ fn bulk_insert(
 }
 
 /// The job spec JSON the server stores for a job aimed at `target`.
-fn job_spec_json(target: &str, sink: Sink) -> BenchResult<Arc<str>> {
+fn job_spec_json(target: &JobTarget, sink: Sink) -> BenchResult<Arc<str>> {
     let input: JobInput =
         serde_json::from_value(job_body("spec", "spec", target, sink, "* * * * * ?"))
             .map_err(|e| BenchError::Run(format!("job input: {e}")))?;
@@ -538,11 +574,11 @@ fn job_spec_json(target: &str, sink: Sink) -> BenchResult<Arc<str>> {
     Ok(text.into())
 }
 
-fn job_body(group: &str, name: &str, target: &str, sink: Sink, schedule: &str) -> Value {
+fn job_body(group: &str, name: &str, target: &JobTarget, sink: Sink, schedule: &str) -> Value {
     json!({
         "group": group,
         "name": name,
-        "target": { "url": target },
+        "target": target.json(),
         "mode": match sink { Sink::Callback => "callback", Sink::Sync => "sync" },
         "timeout_ms": 60_000,
         "triggers": [{ "kind": "cron", "expression": schedule }],
@@ -822,25 +858,31 @@ impl SinkHandle {
     }
 }
 
-/// Starts the sink; returns its handle and the URL jobs target.
+/// Starts the sink; returns its handle and what jobs target.
 fn start_sink(
     sink: Sink,
+    target: TargetKind,
     scheduler_url: &str,
     dir: &Path,
     arrivals: &Arrivals,
-) -> BenchResult<(SinkHandle, String)> {
+) -> BenchResult<(SinkHandle, JobTarget)> {
     match sink {
         Sink::Callback => {
             let seen = arrivals.clone();
-            let executor = Executor::builder(scheduler_url.to_string(), "bench", SECRET)
+            let builder = Executor::builder(scheduler_url.to_string(), BENCH_APP, SECRET)
                 .outbox_dir(dir.join("outbox"))
                 .capacity(20_000)
                 .queue_len(500_000)
                 .serve_workers(2)
                 .request_timeout(Duration::from_secs(30))
                 .retry_backoff(Duration::from_millis(200), Duration::from_secs(2))
-                .shutdown_grace(Duration::from_secs(10))
-                .without_heartbeats()
+                .shutdown_grace(Duration::from_secs(10));
+            // Heartbeats register the executor in its app; a URL target needs none.
+            let builder = match target {
+                TargetKind::App => builder.heartbeat_interval(Duration::from_secs(1)),
+                TargetKind::Url => builder.without_heartbeats(),
+            };
+            let executor = builder
                 .default_handler(handler_fn(move |ctx| {
                     let seen = seen.clone();
                     async move {
@@ -857,7 +899,10 @@ fn start_sink(
             let served = executor
                 .serve("127.0.0.1:0")
                 .map_err(|e| BenchError::Run(format!("SDK executor: {e}")))?;
-            let target = format!("{}/fires", served.address());
+            let target = match target {
+                TargetKind::App => JobTarget::App(BENCH_APP.to_string()),
+                TargetKind::Url => JobTarget::Url(format!("{}/fires", served.address())),
+            };
             Ok((SinkHandle::Callback(served), target))
         }
         Sink::Sync => {
@@ -880,7 +925,7 @@ fn start_sink(
             actix_rt::spawn(server);
             Ok((
                 SinkHandle::Sync(handle),
-                format!("http://127.0.0.1:{port}/hook"),
+                JobTarget::Url(format!("http://127.0.0.1:{port}/hook")),
             ))
         }
     }
@@ -1121,10 +1166,40 @@ async fn start_nodes(
     Ok(nodes)
 }
 
+/// Waits until the bench's executor has registered with its first heartbeat, so the
+/// first fires of app-targeted jobs find it.
+async fn wait_for_executor(node: &Node, limit: Duration) -> BenchResult<()> {
+    let url = node.url(&format!("/api/v1/executors?app={BENCH_APP}"));
+    let client = awc::Client::default();
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let response = client
+            .get(&url)
+            .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+            .send()
+            .await;
+        if let Ok(mut response) = response {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let listed = body
+                .get("items")
+                .and_then(Value::as_array)
+                .is_some_and(|list| list.iter().any(|e| e["valid"] == true));
+            if listed {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(BenchError::Run(format!(
+        "the bench executor did not register within {} s",
+        limit.as_secs()
+    )))
+}
+
 async fn create_jobs_api(
     node: &Node,
     names: &[String],
-    target: &str,
+    target: &JobTarget,
     args: &Args,
 ) -> BenchResult<()> {
     let url = node.url("/api/v1/jobs");
@@ -1169,7 +1244,13 @@ async fn throughput(
 ) -> BenchResult<bool> {
     let spec = every_second_spec(&args.schedule)?;
     let arrivals = Arrivals::default();
-    let (sink, target) = start_sink(args.sink, public_url, &workspace.dir, &arrivals)?;
+    let (sink, target) = start_sink(
+        args.sink,
+        args.target,
+        public_url,
+        &workspace.dir,
+        &arrivals,
+    )?;
     let names: Vec<String> = (0..args.jobs).map(|i| format!("job-{i:07}")).collect();
     let keys: Vec<String> = names.iter().map(|n| format!("bench/{n}")).collect();
 
@@ -1228,6 +1309,9 @@ async fn throughput(
         Duration::from_secs(120),
     )
     .await?;
+    if matches!(target, JobTarget::App(_)) {
+        wait_for_executor(&nodes[0], Duration::from_secs(30)).await?;
+    }
     if args.create == Create::Api {
         create_jobs_api(&nodes[0], &names, &target, args).await?;
     }
@@ -1305,10 +1389,11 @@ async fn throughput(
     let expected_fps = d.expected as f64 / secs;
     let achieved_fps = d.arrived_in_window as f64 / secs;
     println!(
-        "scenario=throughput backend={} nodes={} sink={} create={} spread={} jobs={} schedule={:?} duration_s={} expected_fps={:.0} achieved_fps={:.0} lag_p50_ms={} lag_p90_ms={} lag_p99_ms={} lag_max_ms={} send_lag_p50_ms={} send_lag_p99_ms={} completion_p50_ms={} completion_p99_ms={} completion_max_ms={} succeeded={} not_succeeded={} still_open={} dup={} missing={} cpu_s={:.1} cpu_pct={:.0} rss_peak_mb={:.0} commit={}",
+        "scenario=throughput backend={} nodes={} sink={} target={} create={} spread={} jobs={} schedule={:?} duration_s={} expected_fps={:.0} achieved_fps={:.0} lag_p50_ms={} lag_p90_ms={} lag_p99_ms={} lag_max_ms={} send_lag_p50_ms={} send_lag_p99_ms={} completion_p50_ms={} completion_p99_ms={} completion_max_ms={} succeeded={} not_succeeded={} still_open={} dup={} missing={} cpu_s={:.1} cpu_pct={:.0} rss_peak_mb={:.0} commit={}",
         workspace.backend(),
         args.nodes,
         match args.sink { Sink::Callback => "callback", Sink::Sync => "sync" },
+        match args.target { TargetKind::Url => "url", TargetKind::App => "app" },
         match args.create { Create::Api => "api", Create::Bulk => "bulk" },
         args.spread,
         args.jobs,
@@ -1386,7 +1471,13 @@ async fn scale(
 ) -> BenchResult<bool> {
     let every_second = every_second_spec("* * * * * ?")?;
     let arrivals = Arrivals::default();
-    let (sink, target) = start_sink(Sink::Callback, public_url, &workspace.dir, &arrivals)?;
+    let (sink, target) = start_sink(
+        Sink::Callback,
+        TargetKind::Url,
+        public_url,
+        &workspace.dir,
+        &arrivals,
+    )?;
     migrate(&workspace.database_url)?;
     let rare = args.triggers - args.due;
     let due_keys: Vec<String> = (0..args.due).map(|i| format!("due/tick-{i:05}")).collect();

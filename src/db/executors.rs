@@ -26,6 +26,16 @@ pub struct ExecutorRow {
     /// Dispatch failures since the last successful contact.
     pub failures: i32,
     pub valid: bool,
+    /// JSON array of the optional protocol features it takes (`dispatch_batch`).
+    pub features: String,
+}
+
+impl ExecutorRow {
+    /// Whether it advertised `feature` in its last heartbeat.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        serde_json::from_str::<Vec<String>>(&self.features)
+            .is_ok_and(|features| features.iter().any(|f| f == feature))
+    }
 }
 
 /// What a heartbeat refreshes (everything but the row id).
@@ -45,6 +55,7 @@ pub struct HeartbeatUpdate<'a> {
     pub last_heartbeat_at: i64,
     pub failures: i32,
     pub valid: bool,
+    pub features: &'a str,
 }
 
 /// Records a heartbeat: updates the instance's row, or creates it on its first beat.
@@ -80,6 +91,7 @@ pub fn record_heartbeat(
             last_heartbeat_at: update.last_heartbeat_at,
             failures: update.failures,
             valid: update.valid,
+            features: update.features.to_string(),
         };
         let inserted = diesel::insert_into(executors::table)
             .values(&row)

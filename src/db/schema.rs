@@ -76,6 +76,7 @@ diesel::table! {
         last_heartbeat_at -> BigInt,
         failures -> Integer,
         valid -> Bool,
+        features -> Text,
     }
 }
 

@@ -3,6 +3,8 @@
 //! Runs on actix's own thread (awc is `!Send`); database work goes to the
 //! blocking pool.
 
+mod batch;
+pub mod pools;
 pub mod recorder;
 pub mod routing;
 mod slots;
@@ -26,6 +28,8 @@ use crate::error::AppError;
 use crate::scheduler::claim::DueFire;
 use crate::scheduler::outcome::{Ended, Ending};
 use crate::time::{now_ms, to_datetime};
+use batch::BatchSender;
+use pools::{ExecutorPools, RegistryVersion};
 use recorder::{Answered, Recorder};
 use slots::DispatchSlots;
 
@@ -41,7 +45,10 @@ pub struct Dispatcher {
     /// Called when a retry or child fires were recorded, so the claim loop picks them up
     /// at their instant.
     on_retry: Box<dyn Fn()>,
-    executor_timeout_ms: u64,
+    /// The executors of each app target, loaded now and then rather than per fire.
+    pools: ExecutorPools,
+    /// Callback-mode fires for executors that take batches.
+    batches: Rc<BatchSender>,
     /// Round-robin positions per job.
     turns: RefCell<HashMap<String, usize>>,
     /// Records the targets' answers in batches.
@@ -56,7 +63,7 @@ const MAX_EXECUTOR_FAILURES: i32 = 3;
 const PINNED_RECHECK_MS: i64 = 1_000;
 
 /// What the target's answer means for the fire.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Answer {
     /// Callback mode, acknowledged: the result comes by write-back.
     Accepted(u16),
@@ -76,13 +83,15 @@ impl Answer {
 }
 
 impl Dispatcher {
-    /// `recording`: the recording slots a fire takes once its target has answered.
+    /// `recording`: the recording slots a fire takes once its target has answered;
+    /// `executors`: bumped when the executor registry changed on this node.
     pub fn new(
         db: Db,
         secret: Arc<Vec<u8>>,
         callback_base: String,
         settings: &SchedulerSettings,
         recording: Arc<Semaphore>,
+        executors: RegistryVersion,
         on_retry: Box<dyn Fn()>,
     ) -> Rc<Dispatcher> {
         let connector = awc::Connector::new()
@@ -95,15 +104,17 @@ impl Dispatcher {
             .connector(connector)
             .disable_redirects()
             .finish();
+        let dispatch_timeout = Duration::from_millis(settings.dispatch_timeout_ms);
         Rc::new(Dispatcher {
+            batches: BatchSender::new(client.clone(), secret.clone(), dispatch_timeout),
             client,
             recorder: recorder::start(db.clone()),
+            pools: ExecutorPools::new(db.clone(), settings.executor_timeout_ms, executors),
             db,
             secret,
             callback_base,
-            dispatch_timeout: Duration::from_millis(settings.dispatch_timeout_ms),
+            dispatch_timeout,
             on_retry,
-            executor_timeout_ms: settings.executor_timeout_ms,
             turns: RefCell::new(HashMap::new()),
             slots: DispatchSlots::new(recording),
         })
@@ -200,7 +211,7 @@ impl Dispatcher {
         };
         let dispatched_at = now_ms();
         let deadline = dispatched_at + due.job.spec.timeout_ms as i64;
-        let answer = self.send(due, &url, dispatched_at, deadline).await;
+        let answer = self.send(due, &url, None, dispatched_at, deadline).await;
         self.record_answer(due, answer, url, dispatched_at, deadline)
             .await;
     }
@@ -209,24 +220,15 @@ impl Dispatcher {
     /// accepts; each refusal or failure moves on to the next candidate.
     async fn dispatch_to_pool(&self, due: &DueFire, app: &str) {
         let spec = &due.job.spec;
-        let loaded = {
-            let app = app.to_string();
-            let handler = spec.target.handler.clone();
-            let job_id = due.job.id.clone();
-            let timeout = self.executor_timeout_ms;
-            self.db
-                .run(false, move |conn| {
-                    routing::load_candidates(
-                        conn,
-                        &app,
-                        handler.as_deref(),
-                        &job_id,
-                        now_ms(),
-                        timeout,
-                    )
-                })
-                .await
-        };
+        let loaded = self
+            .pools
+            .candidates(
+                app,
+                spec.target.handler.as_deref(),
+                &due.job.id,
+                spec.routing == Routing::ShortestEta,
+            )
+            .await;
         let candidates = match loaded {
             Ok(candidates) => candidates,
             Err(e) => {
@@ -335,10 +337,19 @@ impl Dispatcher {
             .zip(executors)
             .filter(|(share, _)| share.fire.shard_index == 0 || inserted.contains(&share.fire.id))
             .map(|(share, executor)| async move {
+                self.pools
+                    .handed_out(&executor.row.app, &executor.label(), &share.job.id);
                 let dispatched_at = now_ms();
                 let deadline = dispatched_at + share.job.spec.timeout_ms as i64;
+                let batch_url = executor.batches.then(|| executor.batch_url());
                 let answer = self
-                    .send(share, &executor.dispatch_url(), dispatched_at, deadline)
+                    .send(
+                        share,
+                        &executor.dispatch_url(),
+                        batch_url.as_deref(),
+                        dispatched_at,
+                        deadline,
+                    )
                     .await;
                 self.record_answer(share, answer, executor.label(), dispatched_at, deadline)
                     .await;
@@ -352,10 +363,15 @@ impl Dispatcher {
         let mut refusals = Vec::new();
         let total = ordered.len();
         for candidate in ordered {
+            // Counted before the answer, so fires sent meanwhile spread over the pool.
+            self.pools.handed_out(app, &candidate.label(), &due.job.id);
             let dispatched_at = now_ms();
             let deadline = dispatched_at + spec.timeout_ms as i64;
             let url = candidate.dispatch_url();
-            let answer = self.send(due, &url, dispatched_at, deadline).await;
+            let batch_url = candidate.batches.then(|| candidate.batch_url());
+            let answer = self
+                .send(due, &url, batch_url.as_deref(), dispatched_at, deadline)
+                .await;
             match answer {
                 Answer::Failed(status, reason) => {
                     if status.is_none() {
@@ -414,6 +430,8 @@ impl Dispatcher {
         if let Err(e) = result {
             log::warn!("could not record a dispatch failure of executor {executor_id}: {e}");
         }
+        // It may have become invalid.
+        self.pools.registry_changed();
     }
 
     /// Puts the fire back to wait: released, due again at `due_at`.
@@ -510,7 +528,16 @@ impl Dispatcher {
             .await
     }
 
-    async fn send(&self, due: &DueFire, url: &str, dispatched_at: i64, deadline: i64) -> Answer {
+    /// Sends the fire to `url`, or, in callback mode, in a batch to `batch_url` when the
+    /// executor takes batches and the fire is small enough to share a request.
+    async fn send(
+        &self,
+        due: &DueFire,
+        url: &str,
+        batch_url: Option<&str>,
+        dispatched_at: i64,
+        deadline: i64,
+    ) -> Answer {
         let payload = match due.fire.payload.as_deref() {
             Some(text) => serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
             None => due.job.spec.payload.clone(),
@@ -535,6 +562,13 @@ impl Dispatcher {
             Ok(body) => body,
             Err(e) => return Answer::Failed(None, format!("could not encode the request: {e}")),
         };
+        if let Some(batch_url) = batch_url {
+            if due.job.spec.mode == Mode::Callback && body.len() <= protocol::MAX_BATCHED_FIRE_BYTES
+            {
+                return self.batches.send(batch_url, request.fire_id, body).await;
+            }
+        }
+        let body = bytes::Bytes::from(body);
         let timeout = match due.job.spec.mode {
             // A plain webhook does the work inside the request: it may take up to the job's timeout.
             Mode::Sync => Duration::from_millis(due.job.spec.timeout_ms),
@@ -691,28 +725,31 @@ fn interpret(mode: Mode, status: StatusCode, text: String) -> Answer {
     match mode {
         Mode::Callback if status.is_success() => Answer::Accepted(code),
         Mode::Sync if status.is_success() => Answer::Succeeded(code, text),
-        _ => {
-            let mut excerpt = text;
-            excerpt.truncate(
-                excerpt
-                    .char_indices()
-                    .nth(512)
-                    .map(|(i, _)| i)
-                    .unwrap_or(excerpt.len()),
-            );
-            let reason = match code {
-                429 | 503 => "target busy",
-                _ => "target refused",
-            };
-            Answer::Failed(
-                Some(code),
-                format!(
-                    "{reason}: HTTP {code}{}{excerpt}",
-                    if excerpt.is_empty() { "" } else { ": " }
-                ),
-            )
-        }
+        _ => refused(code, text),
     }
+}
+
+/// A target's refusal with HTTP `code`, and the start of what it said.
+fn refused(code: u16, text: String) -> Answer {
+    let mut excerpt = text;
+    excerpt.truncate(
+        excerpt
+            .char_indices()
+            .nth(512)
+            .map(|(i, _)| i)
+            .unwrap_or(excerpt.len()),
+    );
+    let reason = match code {
+        429 | 503 => "target busy",
+        _ => "target refused",
+    };
+    Answer::Failed(
+        Some(code),
+        format!(
+            "{reason}: HTTP {code}{}{excerpt}",
+            if excerpt.is_empty() { "" } else { ": " }
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -2,24 +2,25 @@
 //! valid executors are candidates, ordered by the job's routing strategy; the
 //! dispatcher tries them in that order until one accepts.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 
 use rand::seq::SliceRandom;
 
 use crate::db::executors::ExecutorRow;
-use crate::db::{self, DbConnection};
 use crate::domain::Routing;
-use crate::error::AppError;
 
 /// An executor that may take the fire, with what the strategies weigh.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub row: ExecutorRow,
+    /// Shared with the executor pool it was picked from.
+    pub row: Rc<ExecutorRow>,
     /// Fires in `fired`/`running` on it, as the scheduler counts them (its task list).
     pub task_list: i64,
     /// Estimated milliseconds to drain its task list plus this fire.
     pub eta_ms: f64,
+    /// It takes batch dispatches (`POST {prefix}/fires/batch`).
+    pub batches: bool,
 }
 
 impl Candidate {
@@ -36,72 +37,19 @@ impl Candidate {
             cronhook_sdk::protocol::FIRES_ROUTE
         )
     }
+
+    /// Where batch dispatches go (only for executors that take them).
+    pub fn batch_url(&self) -> String {
+        format!(
+            "{}{}",
+            self.row.address,
+            cronhook_sdk::protocol::FIRES_BATCH_ROUTE
+        )
+    }
 }
 
 pub fn executor_label(app: &str, instance_id: &str) -> String {
     format!("{app}/{instance_id}")
-}
-
-/// Duration assumed for a job with no finished runs yet.
-const DEFAULT_DURATION_MS: f64 = 1_000.0;
-
-/// Valid executors of `app` that serve `handler` (any, when the job names none), with
-/// their task lists and ETAs for a fire of `job_id`.
-pub fn load_candidates(
-    conn: &mut DbConnection,
-    app: &str,
-    handler: Option<&str>,
-    job_id: &str,
-    now: i64,
-    timeout_ms: u64,
-) -> Result<Vec<Candidate>, AppError> {
-    let rows: Vec<ExecutorRow> = db::executors::list(conn, Some(app))?
-        .into_iter()
-        .filter(|row| row.valid && now - row.last_heartbeat_at <= timeout_ms as i64)
-        .filter(|row| match handler {
-            Some(name) => serde_json::from_str::<Vec<String>>(&row.handlers)
-                .map(|names| names.iter().any(|n| n == name))
-                .unwrap_or(false),
-            None => true,
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let labels: Vec<String> = rows
-        .iter()
-        .map(|r| executor_label(&r.app, &r.instance_id))
-        .collect();
-    // Each open fire weighs its own job's average duration.
-    let open = db::fires::open_jobs_by_executor(conn, &labels)?;
-    let mut jobs: Vec<String> = open.iter().map(|(_, job)| job.clone()).collect();
-    jobs.push(job_id.to_string());
-    jobs.sort();
-    jobs.dedup();
-    let averages: HashMap<String, f64> = db::fires::average_durations(conn, &jobs)?
-        .into_iter()
-        .collect();
-    let duration = |job: &str| averages.get(job).copied().unwrap_or(DEFAULT_DURATION_MS);
-    let mut task_list: HashMap<&str, (i64, f64)> = HashMap::new();
-    for (label, job) in &open {
-        let entry = task_list.entry(label.as_str()).or_default();
-        entry.0 += 1;
-        entry.1 += duration(job);
-    }
-    let this_fire = duration(job_id);
-    Ok(rows
-        .into_iter()
-        .zip(labels.iter())
-        .map(|(row, label)| {
-            let (count, work) = task_list.get(label.as_str()).copied().unwrap_or_default();
-            let capacity = f64::from(row.capacity.max(1));
-            Candidate {
-                task_list: count,
-                eta_ms: (work + this_fire) / capacity,
-                row,
-            }
-        })
-        .collect())
 }
 
 /// Orders candidates by strategy: the dispatcher tries them first to last.
@@ -159,7 +107,7 @@ mod tests {
 
     fn candidate(id: &str, task_list: i64, eta_ms: f64) -> Candidate {
         Candidate {
-            row: ExecutorRow {
+            row: Rc::new(ExecutorRow {
                 id: id.into(),
                 app: "a".into(),
                 instance_id: format!("i-{id}"),
@@ -176,9 +124,11 @@ mod tests {
                 last_heartbeat_at: 0,
                 failures: 0,
                 valid: true,
-            },
+                features: "[]".into(),
+            }),
             task_list,
             eta_ms,
+            batches: false,
         }
     }
 

@@ -59,6 +59,8 @@ pub async fn heartbeat(
     validate(&beat)?;
     let handlers =
         serde_json::to_string(&beat.handlers).map_err(|e| AppError::Internal(e.to_string()))?;
+    let features =
+        serde_json::to_string(&beat.features).map_err(|e| AppError::Internal(e.to_string()))?;
     let now = now_ms();
     let cancel = state
         .db
@@ -79,6 +81,7 @@ pub async fn heartbeat(
                     last_heartbeat_at: now,
                     failures: 0,
                     valid: true,
+                    features: &features,
                 };
                 let row =
                     db::executors::record_heartbeat(conn, &beat.app, &beat.instance_id, &update)?;
@@ -92,6 +95,7 @@ pub async fn heartbeat(
             },
         )
         .await?;
+    state.scheduler.executors_changed();
     let reply = HeartbeatReply {
         heartbeat_ms: state.settings.scheduler.executor_heartbeat_ms,
         cancel: cancel.iter().filter_map(|id| id.parse().ok()).collect(),
@@ -115,8 +119,23 @@ fn validate(beat: &Heartbeat) -> AppResult<()> {
     if beat.capacity == 0 {
         return Err(AppError::invalid("capacity", "must be at least 1"));
     }
+    if beat.features.len() > MAX_FEATURES
+        || beat
+            .features
+            .iter()
+            .any(|f| f.is_empty() || f.len() > MAX_FEATURE_NAME)
+    {
+        return Err(AppError::invalid(
+            "features",
+            format!("at most {MAX_FEATURES} names of 1 to {MAX_FEATURE_NAME} characters each"),
+        ));
+    }
     Ok(())
 }
+
+/// Protocol features one heartbeat may advertise, and the length of a name.
+const MAX_FEATURES: usize = 16;
+const MAX_FEATURE_NAME: usize = 64;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -133,6 +152,8 @@ pub struct ExecutorView {
     pub instance_id: String,
     pub address: String,
     pub handlers: Vec<String>,
+    /// Optional protocol features it takes, e.g. `dispatch_batch`.
+    pub features: Vec<String>,
     /// Heartbeat fresh and no run of dispatch failures.
     pub valid: bool,
     /// Fires in `fired` or `running` on this executor, as the scheduler counts them.
@@ -193,6 +214,7 @@ pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppRe
                     ExecutorView {
                         valid: is_valid(&row, now, timeout),
                         handlers: serde_json::from_str(&row.handlers).unwrap_or_default(),
+                        features: serde_json::from_str(&row.features).unwrap_or_default(),
                         task_list,
                         last_heartbeat_at: to_rfc3339(row.last_heartbeat_at),
                         id: row.id,

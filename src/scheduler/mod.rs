@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::configuration::SchedulerSettings;
 use crate::db::{self, Db};
+use crate::dispatch::pools::RegistryVersion;
 use crate::dispatch::Dispatcher;
 use crate::error::AppError;
 use crate::time::{now_ms, Millis};
@@ -58,9 +59,16 @@ pub struct SchedulerHandle {
     last_round_at: Arc<AtomicI64>,
     database_ok: Arc<AtomicBool>,
     poll_interval_ms: u64,
+    /// Tells dispatch to reload its view of the executors.
+    executors: RegistryVersion,
 }
 
 impl SchedulerHandle {
+    /// An executor registered or beat: dispatch sees the registry as it is now.
+    pub fn executors_changed(&self) {
+        self.executors.changed();
+    }
+
     /// Asks the claim loop to look now (a job was created, a retry is due soon).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -129,6 +137,7 @@ impl Scheduler {
             last_round_at: Arc::new(AtomicI64::new(now_ms())),
             database_ok: Arc::new(AtomicBool::new(true)),
             poll_interval_ms: settings.poll_interval_ms,
+            executors: RegistryVersion::default(),
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
@@ -148,6 +157,7 @@ impl Scheduler {
             callback_base,
             &settings,
             recording.clone(),
+            handle.executors.clone(),
             Box::new(move || wake_for_retry.wake()),
         );
         let tasks = vec![
