@@ -125,6 +125,32 @@ fn a_spread_sync_run_delivers_every_instant_exactly_once() {
 }
 
 #[test]
+fn an_app_target_run_through_executor_selection_delivers_every_instant_exactly_once() {
+    let run = run_bench(&[
+        "--jobs",
+        "100",
+        "--duration",
+        "3",
+        "--warmup",
+        "2",
+        "--drain",
+        "15",
+        "--create",
+        "bulk",
+        "--target",
+        "app",
+    ]);
+    let (fields, output) = (&run.fields, &run.output);
+    assert_eq!(fields["target"], "app");
+    assert_eq!(fields["sink"], "callback");
+    assert_eq!(number(fields, "expected_fps"), 100.0);
+    assert_eq!(number(fields, "dup"), 0.0, "{output}");
+    assert_eq!(number(fields, "missing"), 0.0, "{output}");
+    assert_eq!(number(fields, "not_succeeded"), 0.0, "{output}");
+    assert!(run.status.success(), "exit {:?}\n{output}", run.status);
+}
+
+#[test]
 fn bad_arguments_are_refused_with_a_message() {
     let out = bench()
         .args(["--nodes", "2"])
@@ -149,4 +175,12 @@ fn bad_arguments_are_refused_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--spread"), "{stderr}");
+
+    let out = bench()
+        .args(["--target", "app", "--sink", "sync"])
+        .output()
+        .expect("cronhook-bench runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--target app"), "{stderr}");
 }
