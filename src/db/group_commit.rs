@@ -13,8 +13,9 @@
 //! and with it the dispatch fence.
 //!
 //! A batch stays open up to [`COMMIT_WINDOW`] (0.5 ms) after it began for writes that
-//! arrive just after the queue ran dry: in a steady stream of fires that halves the
-//! commits, each of which rewrites the index pages it touched into the WAL.
+//! arrive just after the queue ran dry: in a steady stream of fires that shares a
+//! commit between more writes (each commit rewrites the index pages it touched into
+//! the WAL).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
