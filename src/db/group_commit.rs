@@ -413,21 +413,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_after_sqlite_rolled_the_batch_back_go_into_the_next_batch() {
-        let dir = std::env::temp_dir().join(format!("cronhook-rollback-{}", uuid::Uuid::now_v7()));
+    /// A one-connection pool on a new SQLite file holding `CREATE TABLE t (x)`, and the
+    /// directory to remove afterwards.
+    fn pool_with_table(name: &str) -> (PathBuf, Pool) {
+        let dir = std::env::temp_dir().join(format!("cronhook-{name}-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("db.sqlite");
         let pool = diesel::r2d2::Pool::builder()
             .max_size(1)
             .build(super::super::Manager {
-                backend: super::super::Backend::Sqlite(path.clone()),
+                backend: super::super::Backend::Sqlite(dir.join("db.sqlite")),
             })
             .expect("pool");
         pool.get()
             .expect("connection")
             .batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")
             .expect("table");
+        (dir, pool)
+    }
+
+    #[test]
+    fn writes_after_sqlite_rolled_the_batch_back_go_into_the_next_batch() {
+        let (dir, pool) = pool_with_table("rollback");
         let answers = Arc::new(Mutex::new(Vec::new()));
         let (_send, queue) = mpsc::channel();
         let mut waiting = Waiting::default();
@@ -475,18 +481,7 @@ mod tests {
 
     #[test]
     fn a_write_sent_within_the_commit_window_shares_the_commit() {
-        let dir = std::env::temp_dir().join(format!("cronhook-window-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let pool = diesel::r2d2::Pool::builder()
-            .max_size(1)
-            .build(super::super::Manager {
-                backend: super::super::Backend::Sqlite(dir.join("db.sqlite")),
-            })
-            .expect("pool");
-        pool.get()
-            .expect("connection")
-            .batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")
-            .expect("table");
+        let (dir, pool) = pool_with_table("window");
         let answers = Arc::new(Mutex::new(Vec::new()));
         let (send, queue) = mpsc::channel();
         let mut waiting = Waiting::default();

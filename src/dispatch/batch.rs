@@ -18,7 +18,7 @@ use cronhook_sdk::protocol::{self, DispatchBatchAnswer};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{interpret, read_answer, refused, Answer};
+use super::{interpret, read_answer, refused, send_once_more_if_closed, Answer};
 use crate::domain::Mode;
 
 /// Bytes read from a batch's answer (about 100 per fire).
@@ -130,24 +130,14 @@ impl BatchSender {
     /// What the executor answered for the batch `body`.
     async fn outcome(&self, url: &str, body: Vec<u8>) -> Outcome {
         let signature = protocol::sign_now(&self.secret, &body);
-        let mut reused_connection_closed = false;
-        let sent = loop {
-            let sent = self
-                .client
+        let build = || {
+            self.client
                 .post(url)
                 .timeout(self.timeout)
                 .insert_header((awc::http::header::CONTENT_TYPE, "application/json"))
                 .insert_header((protocol::SIGNATURE_HEADER, signature.as_str()))
-                .send_body(body.clone())
-                .await;
-            match sent {
-                // As for a single dispatch: the executor de-duplicates by fire id.
-                Err(awc::error::SendRequestError::Connect(
-                    awc::error::ConnectError::Disconnected,
-                )) if !reused_connection_closed => reused_connection_closed = true,
-                sent => break sent,
-            }
         };
+        let sent = send_once_more_if_closed(build, bytes::Bytes::from(body)).await;
         let mut response = match sent {
             Ok(response) => response,
             Err(e) => {

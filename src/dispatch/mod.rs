@@ -578,10 +578,8 @@ impl Dispatcher {
         };
         let started = std::time::Instant::now();
         let signature = protocol::sign_now(&self.secret, &body);
-        let mut reused_connection_closed = false;
-        let sent = loop {
-            let sent = self
-                .client
+        let build = || {
+            self.client
                 .post(url)
                 .timeout(timeout)
                 .insert_header((awc::http::header::CONTENT_TYPE, "application/json"))
@@ -592,17 +590,8 @@ impl Dispatcher {
                 ))
                 .insert_header((protocol::ATTEMPT_HEADER, request.attempt.to_string()))
                 .insert_header((protocol::SIGNATURE_HEADER, signature.as_str()))
-                .send_body(body.clone())
-                .await;
-            match sent {
-                // A pooled keep-alive connection the target closed just as it was reused:
-                // send once more on a fresh one (executors de-duplicate by fire id).
-                Err(awc::error::SendRequestError::Connect(
-                    awc::error::ConnectError::Disconnected,
-                )) if !reused_connection_closed => reused_connection_closed = true,
-                sent => break sent,
-            }
         };
+        let sent = send_once_more_if_closed(build, body).await;
         let mut response = match sent {
             Ok(response) => response,
             Err(e) => {
@@ -693,6 +682,22 @@ impl Dispatcher {
             (self.on_retry)();
         }
         Ok(())
+    }
+}
+
+/// Sends `body` with the request `build` makes. A pooled keep-alive connection the
+/// target closed just as it was reused is sent on once more, on a fresh one (executors
+/// de-duplicate by fire id).
+async fn send_once_more_if_closed(
+    build: impl Fn() -> awc::ClientRequest,
+    body: bytes::Bytes,
+) -> <awc::SendClientRequest as std::future::Future>::Output {
+    let sent = build().send_body(body.clone()).await;
+    match sent {
+        Err(awc::error::SendRequestError::Connect(awc::error::ConnectError::Disconnected)) => {
+            build().send_body(body).await
+        }
+        sent => sent,
     }
 }
 
