@@ -61,19 +61,10 @@ impl HttpServiceFactory for ExecutorService {
 
 /// `POST {prefix}/fires`: verify, parse, admit, answer 202 at once.
 async fn dispatch(req: HttpRequest, payload: web::Payload, inner: Data<Inner>) -> HttpResponse {
-    if inner.table().is_draining() {
-        return busy(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the executor is shutting down",
-        );
-    }
-    let body = match read_body(&req, payload, inner.config.max_body_bytes).await {
+    let body = match verified_body(&req, payload, &inner, inner.config.max_body_bytes).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = verify(&req, &inner, &body) {
-        return refused;
-    }
     let request: DispatchRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -121,23 +112,14 @@ async fn dispatch_batch(
     payload: web::Payload,
     inner: Data<Inner>,
 ) -> HttpResponse {
-    if inner.table().is_draining() {
-        return busy(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the executor is shutting down",
-        );
-    }
     let limit = inner
         .config
         .max_body_bytes
         .max(protocol::MAX_DISPATCH_BATCH_BYTES);
-    let body = match read_body(&req, payload, limit).await {
+    let body = match verified_body(&req, payload, &inner, limit).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = verify(&req, &inner, &body) {
-        return refused;
-    }
     let batch: DispatchBatch = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(e) => {
@@ -172,6 +154,27 @@ async fn dispatch_batch(
         })
         .collect();
     HttpResponse::Ok().json(DispatchBatchAnswer { answers })
+}
+
+/// The body of a dispatch, once the executor is not shutting down (503), the body is
+/// within `limit` (413) and its signature holds (401); otherwise the refusal.
+async fn verified_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    inner: &Inner,
+    limit: usize,
+) -> Result<BytesMut, HttpResponse> {
+    if inner.table().is_draining() {
+        return Err(busy(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the executor is shutting down",
+        ));
+    }
+    let body = read_body(req, payload, limit).await?;
+    match verify(req, inner, &body) {
+        Some(refused) => Err(refused),
+        None => Ok(body),
+    }
 }
 
 /// Admits one verified dispatch: the status it is answered with (202 accepted or

@@ -31,6 +31,12 @@ pub struct ExecutorRow {
 }
 
 impl ExecutorRow {
+    /// Whether it may get new work at `now`: not marked invalid, and its last heartbeat
+    /// within `timeout_ms`.
+    pub fn is_valid(&self, now: i64, timeout_ms: u64) -> bool {
+        self.valid && now - self.last_heartbeat_at <= timeout_ms as i64
+    }
+
     /// Whether it advertised `feature` in its last heartbeat.
     pub fn has_feature(&self, feature: &str) -> bool {
         serde_json::from_str::<Vec<String>>(&self.features)

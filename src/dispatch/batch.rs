@@ -18,8 +18,7 @@ use cronhook_sdk::protocol::{self, DispatchBatchAnswer};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{interpret, read_answer, refused, send_once_more_if_closed, Answer};
-use crate::domain::Mode;
+use super::{read_answer, refused, send_once_more_if_closed, Answer};
 
 /// Bytes read from a batch's answer (about 100 per fire).
 const MAX_BATCH_ANSWER_BYTES: usize = 1024 * 1024;
@@ -114,12 +113,14 @@ impl BatchSender {
         for fire in batch.fires {
             let answer = match &mut outcome {
                 Outcome::All(answer) => answer.clone(),
-                Outcome::Each(answers) => answers.remove(&fire.fire_id).unwrap_or_else(|| {
-                    Answer::Failed(
-                        Some(200),
-                        format!("the batch answer of {url} did not mention the fire"),
-                    )
-                }),
+                Outcome::Each(status, answers) => {
+                    answers.remove(&fire.fire_id).unwrap_or_else(|| {
+                        Answer::Failed(
+                            Some(*status),
+                            format!("the batch answer of {url} did not mention the fire"),
+                        )
+                    })
+                }
             };
             crate::metrics::dispatch_answered(started, answer.kind());
             // The fire's task may be gone (shutdown); nothing to hand over then.
@@ -148,12 +149,14 @@ impl BatchSender {
             }
         };
         let status = response.status();
-        if status != awc::http::StatusCode::OK {
+        if !status.is_success() {
             // The whole batch was refused (bad signature, shutting down, too large):
             // every fire has the answer it would have had alone.
             let text = read_answer(&mut response).await;
-            return Outcome::All(interpret(Mode::Callback, status, text));
+            return Outcome::All(refused(status.as_u16(), text));
         }
+        // Any 2xx must carry one answer per fire: a bare acknowledgement of the request
+        // says nothing about any fire, so none of them counts as accepted.
         let parsed = match response.body().limit(MAX_BATCH_ANSWER_BYTES).await {
             Ok(bytes) => serde_json::from_slice::<DispatchBatchAnswer>(&bytes)
                 .map_err(|e| format!("unreadable batch answer from {url}: {e}")),
@@ -161,6 +164,7 @@ impl BatchSender {
         };
         match parsed {
             Ok(parsed) => Outcome::Each(
+                status.as_u16(),
                 parsed
                     .answers
                     .into_iter()
@@ -174,15 +178,15 @@ impl BatchSender {
                     })
                     .collect(),
             ),
-            Err(reason) => Outcome::All(Answer::Failed(Some(200), reason)),
+            Err(reason) => Outcome::All(Answer::Failed(Some(status.as_u16()), reason)),
         }
     }
 }
 
 /// What a batch request came to.
 enum Outcome {
-    /// One answer per fire, as the executor gave them.
-    Each(HashMap<Uuid, Answer>),
+    /// The batch's HTTP status and one answer per fire, as the executor gave them.
+    Each(u16, HashMap<Uuid, Answer>),
     /// The same answer for every fire: the request failed or was refused as a whole.
     All(Answer),
 }

@@ -132,7 +132,7 @@ impl ExecutorPools {
         Ok(snapshot
             .members
             .iter()
-            .filter(|m| now - m.row.last_heartbeat_at <= self.executor_timeout_ms as i64)
+            .filter(|m| m.row.is_valid(now, self.executor_timeout_ms))
             .filter(|m| handler.is_none_or(|name| m.handlers.iter().any(|h| h == name)))
             .map(|m| Candidate {
                 row: m.row.clone(),
@@ -276,7 +276,7 @@ fn load_pool(
 ) -> Result<LoadedPool, AppError> {
     let rows: Vec<ExecutorRow> = db::executors::list(conn, Some(app))?
         .into_iter()
-        .filter(|row| row.valid && now - row.last_heartbeat_at <= timeout_ms as i64)
+        .filter(|row| row.is_valid(now, timeout_ms))
         .collect();
     if rows.is_empty() {
         return Ok(LoadedPool {

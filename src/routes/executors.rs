@@ -170,11 +170,6 @@ pub struct ExecutorView {
     pub last_heartbeat_at: String,
 }
 
-/// Whether an executor may get new work now.
-pub fn is_valid(row: &ExecutorRow, now: i64, timeout_ms: u64) -> bool {
-    row.valid && now - row.last_heartbeat_at <= timeout_ms as i64
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/executors",
@@ -212,7 +207,7 @@ pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppRe
                         .map(|l| counts.get(l).copied().unwrap_or(0))
                         .sum();
                     ExecutorView {
-                        valid: is_valid(&row, now, timeout),
+                        valid: row.is_valid(now, timeout),
                         handlers: serde_json::from_str(&row.handlers).unwrap_or_default(),
                         features: serde_json::from_str(&row.features).unwrap_or_default(),
                         task_list,

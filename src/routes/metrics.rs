@@ -28,7 +28,7 @@ pub async fn metrics(state: State) -> AppResult<HttpResponse> {
             let now = crate::time::now_ms();
             let mut counts: std::collections::BTreeMap<(String, bool), i64> = Default::default();
             for row in db::executors::list(conn, None)? {
-                let valid = super::is_valid(&row, now, executor_timeout);
+                let valid = row.is_valid(now, executor_timeout);
                 *counts.entry((row.app, valid)).or_default() += 1;
             }
             let nodes_alive = db::nodes::list(conn)?

@@ -21,7 +21,7 @@ use crate::error::{problem_response, AppError};
 use crate::state::AppState;
 
 pub use cron::next_times;
-pub use executors::{executor_labels, is_valid, ExecutorView};
+pub use executors::{executor_labels, ExecutorView};
 pub use views::{FireView, Items, JobView, Page};
 
 /// Declares the route table once: [`ROUTES`] lists it, `mount_routes` mounts exactly

@@ -11,7 +11,7 @@ use super::logged_in;
 use crate::auth::Admin;
 use crate::db;
 use crate::error::AppResult;
-use crate::routes::{is_valid, State};
+use crate::routes::State;
 use crate::time::{now_ms, to_rfc3339};
 
 pub async fn page(req: HttpRequest) -> AppResult<HttpResponse> {
@@ -173,7 +173,7 @@ pub async fn data(_: Admin, state: State) -> AppResult<HttpResponse> {
             let executors = db::executors::list(conn, None)?;
             let executors_valid = executors
                 .iter()
-                .filter(|e| is_valid(e, now, executor_timeout))
+                .filter(|e| e.is_valid(now, executor_timeout))
                 .count() as i64;
             let nodes = db::nodes::list(conn)?
                 .into_iter()
