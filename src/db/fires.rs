@@ -103,14 +103,25 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<FireRow>> {
         .optional()
 }
 
-/// The fires among `ids` that exist (a statement kept prepared: the write-back path
-/// reads each batch's fires with it).
-pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<FireRow>> {
+/// A fire's job and state, for [`states_of`].
+#[derive(Debug, Clone, QueryableByName)]
+pub struct FireJobState {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub job_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub state: String,
+}
+
+/// Job and state of the fires among `ids` that exist: what batched write-backs need
+/// to decide, without reading (and decoding) each fire's payload and output.
+pub fn states_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<FireJobState>> {
     let mut rows = Vec::with_capacity(ids.len());
     for chunk in fixed_chunks(ids, super::IDS_PER_STATEMENT) {
-        let mut query = Statement::new("SELECT * FROM fires WHERE id IN ");
+        let mut query = Statement::new("SELECT id, job_id, state FROM fires WHERE id IN ");
         query.bind_list(chunk.iter().map(String::as_str));
-        rows.extend(query.load::<FireRow>(conn)?);
+        rows.extend(query.load::<FireJobState>(conn)?);
     }
     Ok(rows)
 }

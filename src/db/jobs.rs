@@ -87,6 +87,16 @@ pub struct JobVersion {
     pub state: String,
 }
 
+/// The token a database trigger replaces on every change to `jobs` (migration 10):
+/// while it reads the same, no job was added, changed or removed.
+pub fn generation(conn: &mut DbConnection) -> QueryResult<i64> {
+    use super::schema::jobs_generation;
+    jobs_generation::table
+        .find(1)
+        .select(jobs_generation::generation)
+        .first(conn)
+}
+
 /// Version and state of the jobs among `ids` that exist: whether a job changed since a
 /// fire of it was claimed, without reading (and parsing) its spec.
 pub fn versions_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<JobVersion>> {

@@ -176,3 +176,11 @@ diesel::table! {
         mem_total_bytes -> BigInt,
     }
 }
+
+diesel::table! {
+    /// One row; a database trigger replaces `generation` on every change to `jobs`.
+    jobs_generation (id) {
+        id -> Integer,
+        generation -> BigInt,
+    }
+}

@@ -62,11 +62,12 @@ pub async fn heartbeat(
     let features =
         serde_json::to_string(&beat.features).map_err(|e| AppError::Internal(e.to_string()))?;
     let now = now_ms();
-    let cancel = state
+    let timeout_ms = state.settings.scheduler.executor_timeout_ms;
+    let (routing_changed, cancel) = state
         .db
         .run(
             true,
-            move |conn: &mut DbConnection| -> AppResult<Vec<String>> {
+            move |conn: &mut DbConnection| -> AppResult<(bool, Vec<String>)> {
                 let update = HeartbeatUpdate {
                     address: beat.address.trim_end_matches('/'),
                     handlers: &handlers,
@@ -83,19 +84,22 @@ pub async fn heartbeat(
                     valid: true,
                     features: &features,
                 };
-                let row =
+                let (before, row) =
                     db::executors::record_heartbeat(conn, &beat.app, &beat.instance_id, &update)?;
                 // The console's load history.
                 db::executor_load::record(conn, &row, now)?;
-                Ok(db::fires::cancelled_on(
-                    conn,
-                    &executor_labels(&row),
-                    now - CANCEL_REPEAT_MS,
-                )?)
+                let cancel =
+                    db::fires::cancelled_on(conn, &executor_labels(&row), now - CANCEL_REPEAT_MS)?;
+                Ok((
+                    row.changes_routing(before.as_ref(), now, timeout_ms),
+                    cancel,
+                ))
             },
         )
         .await?;
-    state.scheduler.executors_changed();
+    if routing_changed {
+        state.scheduler.executors_changed();
+    }
     let reply = HeartbeatReply {
         heartbeat_ms: state.settings.scheduler.executor_heartbeat_ms,
         cancel: cancel.iter().filter_map(|id| id.parse().ok()).collect(),

@@ -12,6 +12,7 @@ use crate::db::triggers::TriggerRow;
 use crate::db::{self, DbConnection};
 use crate::domain::{Concurrency, FireState, JobSpec, JobState, MisfirePolicy, TriggerSpec};
 use crate::error::AppError;
+use crate::scheduler::current_jobs::current_jobs;
 use crate::time::Millis;
 
 /// A job as the dispatcher needs it.
@@ -206,69 +207,6 @@ pub fn new_fire_row(
         shard_index: 0,
         shard_total: 1,
     }
-}
-
-thread_local! {
-    /// Parsed jobs by (id, version): a claim round reads only the current version and
-    /// state of its jobs and parses a spec once per version, not once per fire.
-    static PARSED_JOBS: std::cell::RefCell<HashMap<(String, i32), Arc<JobForDispatch>>> =
-        std::cell::RefCell::new(HashMap::new());
-}
-
-/// Entries of [`PARSED_JOBS`] kept at most (per thread); beyond, it starts over.
-const MAX_PARSED_JOBS: usize = 100_000;
-
-/// The current version of the jobs among `ids` and their state, keyed by id (a job
-/// gone, or with an unreadable spec, is left out). Used by claims and by batched
-/// write-backs (whether a job names child jobs).
-pub fn current_jobs(
-    conn: &mut DbConnection,
-    ids: &[String],
-) -> Result<HashMap<String, (JobState, Arc<JobForDispatch>)>, AppError> {
-    let mut ids = ids.to_vec();
-    ids.sort();
-    ids.dedup();
-    let current = db::jobs::versions_of(conn, &ids)?;
-    let mut jobs = HashMap::with_capacity(current.len());
-    let mut unseen = Vec::new();
-    PARSED_JOBS.with(|cache| {
-        let cache = cache.borrow();
-        for v in current {
-            let state = JobState::parse(&v.state).unwrap_or(JobState::Paused);
-            match cache.get(&(v.id.clone(), v.version)) {
-                Some(job) => {
-                    jobs.insert(v.id, (state, job.clone()));
-                }
-                None => unseen.push((v.id, state)),
-            }
-        }
-    });
-    if unseen.is_empty() {
-        return Ok(jobs);
-    }
-    let unseen_ids: Vec<String> = unseen.iter().map(|(id, _)| id.clone()).collect();
-    let states: HashMap<String, JobState> = unseen.into_iter().collect();
-    let rows = db::jobs::find_many(conn, &unseen_ids)?;
-    PARSED_JOBS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() + rows.len() > MAX_PARSED_JOBS {
-            cache.clear();
-        }
-        for row in &rows {
-            let job = match JobForDispatch::from_row(row) {
-                Ok(job) => Arc::new(job),
-                Err(e) => {
-                    log::error!("{e}");
-                    continue;
-                }
-            };
-            cache.insert((row.id.clone(), row.version), job.clone());
-            // The state read with the version: the row read now may be newer, never older.
-            let state = states.get(&row.id).copied().unwrap_or(JobState::Paused);
-            jobs.insert(row.id.clone(), (state, job));
-        }
-    });
-    Ok(jobs)
 }
 
 /// Claims due triggers for `node` and records their fires. Returns the fires to

@@ -3,6 +3,7 @@
 //! heartbeat, takeover of dead nodes' fires).
 
 pub mod claim;
+pub mod current_jobs;
 pub mod outcome;
 pub mod sweeper;
 

@@ -113,19 +113,17 @@ pub fn end_fires(
         .filter(|&i| endings[i].is_plain_success())
         .collect();
     if !candidates.is_empty() {
-        let mut job_ids: Vec<String> = candidates
+        let job_ids: Vec<String> = candidates
             .iter()
             .map(|&i| endings[i].job.id.clone())
             .collect();
-        job_ids.sort();
-        job_ids.dedup();
-        let versions: HashMap<String, i32> = db::jobs::versions_of(conn, &job_ids)?
-            .into_iter()
-            .map(|v| (v.id, v.version))
-            .collect();
+        let jobs = crate::scheduler::current_jobs::current_jobs(conn, &job_ids)?;
         let plain: Vec<usize> = candidates
             .into_iter()
-            .filter(|&i| versions.get(&endings[i].job.id) == Some(&endings[i].job.version))
+            .filter(|&i| {
+                jobs.get(&endings[i].job.id)
+                    .is_some_and(|(_, job)| job.version == endings[i].job.version)
+            })
             .collect();
         let listed: Vec<(&str, &Finish, &str)> = plain
             .iter()
@@ -404,12 +402,12 @@ pub fn apply_write_backs(
             .iter()
             .map(|&i| items[i].fire_id.clone())
             .collect();
-        let fires: HashMap<String, FireRow> = db::fires::find_many(conn, &ids)?
+        let fires: HashMap<String, db::fires::FireJobState> = db::fires::states_of(conn, &ids)?
             .into_iter()
             .map(|fire| (fire.id.clone(), fire))
             .collect();
         let job_ids: Vec<String> = fires.values().map(|f| f.job_id.clone()).collect();
-        let jobs = crate::scheduler::claim::current_jobs(conn, &job_ids)?;
+        let jobs = crate::scheduler::current_jobs::current_jobs(conn, &job_ids)?;
         let mut plain: Vec<(usize, Finish, String)> = Vec::new();
         for i in candidates {
             let item = &items[i];
