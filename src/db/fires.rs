@@ -221,11 +221,14 @@ pub fn fence_for_dispatch(
     ids: &[String],
     now: i64,
 ) -> QueryResult<Vec<String>> {
-    // `+state` on SQLite: without it SQLite walks the state index (every waiting fire,
-    // thousands under load) instead of looking up the listed ids.
+    // Look up the listed ids only, never the state index: SQLite would walk it (every
+    // waiting fire, thousands under load), and PostgreSQL's custom plans AND it with
+    // the primary key (a bitmap of every `fired` entry, including each fire's stale
+    // one until vacuum: 8 ms for a fence of 16 fires at 7,000 fires/s). `+state` on
+    // SQLite, on PostgreSQL an expression no index matches.
     let state = match conn {
         DbConnection::Sqlite(_) => "+state",
-        DbConnection::Postgresql(_) => "state",
+        DbConnection::Postgresql(_) => "(state || '')",
     };
     let update = format!("{} fires SET dispatched_at = ", many_rows(conn, "UPDATE"));
     let filter = format!(" WHERE {state} = 'fired' AND dispatched_at IS NULL AND owner_node = ");
