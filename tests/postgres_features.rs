@@ -249,9 +249,11 @@ async fn job_search_and_the_plan_use_indexes() {
     }
     for (q, expected) in [
         ("payments", Some("settle-payments")),
+        ("PAYMENT", Some("settle-payments")), // any case, as on SQLite
         ("illin", Some("settle-payments")),
-        ("nightly", Some("scan-servers")),
+        ("Nightly", Some("scan-servers")),
         ("50%", None),
+        ("_", None), // LIKE wildcards are plain text
     ] {
         let (status, page) = app.get(&format!("/api/v1/jobs?q={q}")).await;
         assert_eq!(status, 200, "{page}");

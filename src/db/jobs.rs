@@ -125,7 +125,9 @@ const MIN_INDEXED_SEARCH_CHARS: usize = 3;
 
 pub fn list(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<(Vec<JobRow>, i64)> {
     // SQLite answers substring searches from the trigram index of migration 6;
-    // PostgreSQL's LIKE below uses its pg_trgm indexes where they exist.
+    // PostgreSQL's ILIKE below uses its pg_trgm indexes where they exist. Both ignore
+    // case, as SQLite's LIKE does for the short searches it scans for.
+    let postgres = matches!(conn, DbConnection::Postgresql(_));
     let indexed_text = match conn {
         DbConnection::Sqlite(_) => filter
             .text
@@ -159,13 +161,26 @@ pub fn list(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<(Vec<Job
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
-            query = query.filter(
-                jobs::name
-                    .like(pattern.clone())
-                    .escape('\\')
-                    .or(jobs::group_name.like(pattern.clone()).escape('\\'))
-                    .or(jobs::description.like(pattern).escape('\\')),
-            );
+            if postgres {
+                use diesel::sql_types::{Bool, Text};
+                query = query.filter(
+                    diesel::dsl::sql::<Bool>("(jobs.name ILIKE ")
+                        .bind::<Text, _>(pattern.clone())
+                        .sql(" ESCAPE '\\' OR jobs.group_name ILIKE ")
+                        .bind::<Text, _>(pattern.clone())
+                        .sql(" ESCAPE '\\' OR jobs.description ILIKE ")
+                        .bind::<Text, _>(pattern)
+                        .sql(" ESCAPE '\\')"),
+                );
+            } else {
+                query = query.filter(
+                    jobs::name
+                        .like(pattern.clone())
+                        .escape('\\')
+                        .or(jobs::group_name.like(pattern.clone()).escape('\\'))
+                        .or(jobs::description.like(pattern).escape('\\')),
+                );
+            }
         }
         query
     };
