@@ -53,6 +53,30 @@ impl ExecutorRow {
             || before.features != self.features
     }
 
+    /// A valid executor of app `app` with id `id`, for unit tests to adjust.
+    #[cfg(test)]
+    pub fn for_tests(id: &str) -> ExecutorRow {
+        ExecutorRow {
+            id: id.into(),
+            app: "app".into(),
+            instance_id: format!("i-{id}"),
+            address: format!("http://127.0.0.1:9/{id}"),
+            handlers: "[]".into(),
+            capacity: 4,
+            running: 0,
+            queued: 0,
+            cpu_percent: 0.0,
+            mem_used_bytes: 0,
+            mem_total_bytes: 0,
+            load1: 0.0,
+            sdk_version: "test".into(),
+            last_heartbeat_at: 0,
+            failures: 0,
+            valid: true,
+            features: "[]".into(),
+        }
+    }
+
     /// Whether it advertised `feature` in its last heartbeat.
     pub fn has_feature(&self, feature: &str) -> bool {
         serde_json::from_str::<Vec<String>>(&self.features)
@@ -206,23 +230,9 @@ mod tests {
 
     fn row() -> ExecutorRow {
         ExecutorRow {
-            id: "e".into(),
-            app: "app".into(),
-            instance_id: "i".into(),
-            address: "http://127.0.0.1:9".into(),
             handlers: r#"["scan"]"#.into(),
-            capacity: 4,
-            running: 0,
-            queued: 0,
-            cpu_percent: 0.0,
-            mem_used_bytes: 0,
-            mem_total_bytes: 0,
-            load1: 0.0,
-            sdk_version: "test".into(),
             last_heartbeat_at: 1_000,
-            failures: 0,
-            valid: true,
-            features: "[]".into(),
+            ..ExecutorRow::for_tests("e")
         }
     }
 

@@ -108,23 +108,11 @@ mod tests {
     fn candidate(id: &str, task_list: i64, eta_ms: f64) -> Candidate {
         Candidate {
             row: Rc::new(ExecutorRow {
-                id: id.into(),
                 app: "a".into(),
-                instance_id: format!("i-{id}"),
                 address: format!("http://127.0.0.1/{id}"),
-                handlers: "[]".into(),
                 capacity: 1,
-                running: 0,
-                queued: 0,
-                cpu_percent: 0.0,
-                mem_used_bytes: 0,
-                mem_total_bytes: 0,
-                load1: 0.0,
                 sdk_version: String::new(),
-                last_heartbeat_at: 0,
-                failures: 0,
-                valid: true,
-                features: "[]".into(),
+                ..ExecutorRow::for_tests(id)
             }),
             task_list,
             eta_ms,
