@@ -302,3 +302,100 @@ async fn job_search_and_the_plan_use_indexes() {
     assert_eq!(plan["truncated"], true, "{plan:#}");
     app.stop().await;
 }
+
+/// Claims answer jobs from a per-node cache checked against the jobs generation
+/// (migration 10): on PostgreSQL too, a changed target is used from the next fires on
+/// and a paused job stops firing.
+#[actix_web::test]
+async fn an_edited_or_paused_job_is_seen_by_the_next_claims() {
+    let Some(pg) = TempPostgres::create("postgres_features::edited_job") else {
+        return;
+    };
+    let dir = temp_dir();
+    let app = spawn_app_with(settings_on(&pg, dir.path()));
+    let serve = |label: &'static str| {
+        executor_builder(&app, label, dir.path())
+            .default_handler(handler_fn(move |_ctx| async move {
+                Ok::<_, JobError>(Output::text(label))
+            }))
+            .build()
+            .expect("executor builds")
+            .serve("127.0.0.1:0")
+            .expect("executor serves")
+    };
+    let (one, two) = (serve("one"), serve("two"));
+    let body = |url: String| {
+        json!({
+            "group": "edits",
+            "name": "moving",
+            "target": { "url": url },
+            "triggers": [{ "kind": "cron", "expression": "* * * * * ?" }],
+        })
+    };
+    let job = app
+        .create_job(body(format!("{}/fires", one.address())))
+        .await;
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let output_count = |fires: &[Value], label: &str| {
+        fires
+            .iter()
+            .filter(|f| f["state"] == "succeeded" && f["output"] == label)
+            .count()
+    };
+    app.wait_fires(&job_id, "two fires on executor one", |f| {
+        output_count(f, "one") >= 2
+    })
+    .await;
+
+    let (status, updated) = app
+        .call(
+            "PUT",
+            &format!("/api/v1/jobs/{job_id}"),
+            Some(body(format!("{}/fires", two.address()))),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let fires = app
+        .wait_fires(&job_id, "three fires on executor two after the edit", |f| {
+            output_count(f, "two") >= 3
+        })
+        .await;
+    // Once the edit was seen, no later instant goes to the old target.
+    let first_two = fires
+        .iter()
+        .filter(|f| f["output"] == "two")
+        .map(|f| ms(&f["scheduled_at"]))
+        .min()
+        .expect("a fire on executor two");
+    let stale: Vec<&Value> = fires
+        .iter()
+        .filter(|f| f["output"] == "one" && ms(&f["scheduled_at"]) > first_two)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "fires sent to the old target after the edit: {stale:?}"
+    );
+
+    let (status, paused) = app
+        .post(&format!("/api/v1/jobs/{job_id}/pause"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{paused}");
+    // Fires already claimed may still end; after that, nothing new is recorded.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (_, settled) = app
+        .get(&format!("/api/v1/fires?job_id={job_id}&limit=500"))
+        .await;
+    let before = settled["total"].as_u64().expect("a total");
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let (_, later) = app
+        .get(&format!("/api/v1/fires?job_id={job_id}&limit=500"))
+        .await;
+    assert_eq!(
+        later["total"].as_u64(),
+        Some(before),
+        "no fires while paused: {later}"
+    );
+    one.stop().await;
+    two.stop().await;
+    app.stop().await;
+}

@@ -15,6 +15,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
--- Once per statement: a bulk change of many jobs replaces it once.
-CREATE TRIGGER jobs_generation AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON jobs
+-- Once per statement: a bulk change of many jobs replaces it once. BEFORE the
+-- statement, so a transaction takes the generation row's lock before any job row's:
+-- two transactions changing jobs queue on it instead of each holding a job row the
+-- other wants (an AFTER trigger could deadlock them).
+CREATE TRIGGER jobs_generation BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION replace_jobs_generation();
