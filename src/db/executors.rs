@@ -106,8 +106,7 @@ pub struct HeartbeatUpdate<'a> {
 
 /// Records a heartbeat: updates the instance's row, or creates it on its first beat.
 /// A heartbeat is a successful contact, so it clears failures and makes the instance valid.
-/// Records a heartbeat; returns the executor's row as it was before (none for a new
-/// executor) and as it is now.
+/// Returns the row as it was before (none for a new executor) and as it is now.
 pub fn record_heartbeat(
     conn: &mut DbConnection,
     app: &str,

@@ -161,26 +161,18 @@ pub fn list(conn: &mut DbConnection, filter: &JobFilter) -> QueryResult<(Vec<Job
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
-            if postgres {
-                use diesel::sql_types::{Bool, Text};
-                query = query.filter(
-                    diesel::dsl::sql::<Bool>("(jobs.name ILIKE ")
-                        .bind::<Text, _>(pattern.clone())
-                        .sql(" ESCAPE '\\' OR jobs.group_name ILIKE ")
-                        .bind::<Text, _>(pattern.clone())
-                        .sql(" ESCAPE '\\' OR jobs.description ILIKE ")
-                        .bind::<Text, _>(pattern)
-                        .sql(" ESCAPE '\\')"),
-                );
-            } else {
-                query = query.filter(
-                    jobs::name
-                        .like(pattern.clone())
-                        .escape('\\')
-                        .or(jobs::group_name.like(pattern.clone()).escape('\\'))
-                        .or(jobs::description.like(pattern).escape('\\')),
-                );
-            }
+            use diesel::sql_types::{Bool, Text};
+            // SQLite's LIKE ignores ASCII case already; PostgreSQL's needs ILIKE.
+            let like = if postgres { "ILIKE" } else { "LIKE" };
+            query = query.filter(
+                diesel::dsl::sql::<Bool>(&format!("(jobs.name {like} "))
+                    .bind::<Text, _>(pattern.clone())
+                    .sql(&format!(" ESCAPE '\\' OR jobs.group_name {like} "))
+                    .bind::<Text, _>(pattern.clone())
+                    .sql(&format!(" ESCAPE '\\' OR jobs.description {like} "))
+                    .bind::<Text, _>(pattern)
+                    .sql(" ESCAPE '\\')"),
+            );
         }
         query
     };

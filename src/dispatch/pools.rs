@@ -1,8 +1,8 @@
 //! The executors of each app as dispatch sees them, so picking an executor for a fire
 //! costs no query. A pool is loaded from the database (valid executors, their task
 //! lists; for `shortest_eta` also the jobs' average durations) at most every
-//! [`POOL_REFRESH_MS`], or at once when the registry changed on this node (a
-//! heartbeat, an executor that stopped answering); fires this node hands out in
+//! [`POOL_REFRESH_MS`], or at once when the registry changed on this node (a heartbeat
+//! that changes where work may go, an executor that stopped answering); fires this node hands out in
 //! between are counted in, so `least_loaded` spreads a burst instead of sending it
 //! all to whichever executor looked idlest at the last load.
 //!

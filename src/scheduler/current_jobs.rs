@@ -173,9 +173,12 @@ mod tests {
     /// from what the thread knows.
     #[test]
     fn a_changed_job_is_read_again_and_an_unchanged_one_is_not() {
-        let dir =
-            std::env::temp_dir().join(format!("cronhook-current-jobs-{}", uuid::Uuid::now_v7()));
-        let db = Db::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).expect("open");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .expect("open");
         db.run_migrations().expect("migrations");
         let mut conn = db.write().expect("connection");
         let conn: &mut DbConnection = &mut conn;
@@ -239,6 +242,5 @@ mod tests {
         // A removed job is gone.
         db::jobs::delete(conn, "a").expect("delete");
         assert!(!current_jobs(conn, &ids).expect("read").contains_key("a"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

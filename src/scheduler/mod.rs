@@ -65,7 +65,8 @@ pub struct SchedulerHandle {
 }
 
 impl SchedulerHandle {
-    /// An executor registered or beat: dispatch sees the registry as it is now.
+    /// An executor registered, came back or changed what it takes: dispatch sees the
+    /// registry as it is now.
     pub fn executors_changed(&self) {
         self.executors.changed();
     }
