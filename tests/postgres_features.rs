@@ -399,3 +399,105 @@ async fn an_edited_or_paused_job_is_seen_by_the_next_claims() {
     two.stop().await;
     app.stop().await;
 }
+
+/// The dispatch fence runs on every fire sent. On PostgreSQL it must stay a heap-only
+/// (HOT) update — no index names `dispatched_at`, and `fires` leaves room on its pages
+/// (migration 11) — or each fence writes a new entry into every index of `fires`.
+/// The acknowledgement that follows changes the state (indexed) and cannot be HOT;
+/// it shows the counter tells the two apart.
+#[test]
+fn the_dispatch_fence_is_a_heap_only_update() {
+    use cronhook::db::{fires, Db, DbConnection};
+    use diesel::connection::Connection;
+    use diesel::RunQueryDsl;
+    let Some(pg) = TempPostgres::create("postgres_features::fence_heap_only") else {
+        return;
+    };
+    let db = Db::open(&pg.url).expect("the database opens");
+    db.run_migrations().expect("migrations run");
+    let mut conn = db.write().expect("a connection");
+    let conn: &mut DbConnection = &mut conn;
+    let now = chrono::Utc::now().timestamp_millis();
+    let rows: Vec<fires::FireRow> = (0..20)
+        .map(|i| fires::FireRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            job_id: "job".into(),
+            trigger_id: Some("trigger".into()),
+            job_version: 1,
+            attempt: 1,
+            state: "fired".into(),
+            scheduled_at: now + i,
+            due_at: now + i,
+            fired_at: now,
+            dispatched_at: None,
+            acked_at: None,
+            finished_at: None,
+            deadline_at: None,
+            owner_node: Some("node-a".into()),
+            executor: None,
+            http_status: None,
+            payload: None,
+            output: None,
+            output_truncated: false,
+            error: None,
+            reported_started_at: None,
+            reported_finished_at: None,
+            late_result: None,
+            shard_index: 0,
+            shard_total: 1,
+        })
+        .collect();
+    let ids = fires::insert_new(conn, &rows).expect("fires inserted");
+    assert_eq!(ids.len(), 20);
+
+    #[derive(diesel::QueryableByName)]
+    struct Updates {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        updated: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        heap_only: i64,
+    }
+    // This transaction's own counts: exact, not waiting for the statistics to flush.
+    let counts = |conn: &mut DbConnection| -> Updates {
+        let DbConnection::Postgresql(pg) = conn else {
+            panic!("a PostgreSQL connection")
+        };
+        diesel::sql_query(
+            "SELECT n_tup_upd AS updated, n_tup_hot_upd AS heap_only \
+             FROM pg_stat_xact_user_tables WHERE relname = 'fires'",
+        )
+        .get_result(pg)
+        .expect("pg_stat_xact_user_tables answers")
+    };
+    conn.transaction(|conn| -> diesel::QueryResult<()> {
+        let fenced = fires::fence_for_dispatch(conn, "node-a", &ids, now + 1)?;
+        assert_eq!(
+            fenced.len(),
+            20,
+            "every waiting fire owned by the node passes"
+        );
+        let after_fence = counts(conn);
+        assert_eq!(after_fence.updated, 20);
+        assert_eq!(
+            after_fence.heap_only, 20,
+            "each fence is a heap-only update (no index entry written)"
+        );
+        let acks: Vec<fires::Acknowledged> = ids
+            .iter()
+            .map(|id| fires::Acknowledged {
+                id: id.clone(),
+                dispatched_at: now + 1,
+                acked_at: now + 2,
+                deadline_at: now + 60_000,
+                http_status: 202,
+                executor: "e".into(),
+            })
+            .collect();
+        assert_eq!(fires::mark_running_many(conn, &acks)?.len(), 20);
+        let after_ack = counts(conn);
+        assert_eq!(after_ack.updated, 40);
+        assert_eq!(after_ack.heap_only, 20, "a state change writes the indexes");
+        Ok(())
+    })
+    .expect("the transaction runs");
+}
