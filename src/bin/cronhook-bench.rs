@@ -27,6 +27,12 @@ use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+/// The bench hosts the SDK executor: it uses the allocator the SDK's README recommends
+/// for an executor's binary, as the scheduler does (docs/performance.md, point 24).
+#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 const SECRET: &str = "bench-signing-secret-0123456789";
 
