@@ -184,7 +184,7 @@ pub fn claim_pending(
         DbConnection::Sqlite(_) => ("fires INDEXED BY fires_unowned_pending", ""),
         DbConnection::Postgresql(_) => ("fires", " FOR UPDATE SKIP LOCKED"),
     };
-    let mut pending = Statement::new(&format!(
+    let mut pending = Statement::new(format!(
         "SELECT * FROM {table} WHERE state = 'fired' AND dispatched_at IS NULL \
          AND owner_node IS NULL AND due_at <= "
     ));
@@ -432,7 +432,7 @@ pub fn finish_many(
                     f.reported_finished_at.into(),
                 ]
             })
-            .sql(&format!(
+            .sql(format!(
                 ") AS listed) AS v WHERE fires.id = v.id AND fires.state IN ({from_list}) \
                  RETURNING fires.id"
             ));
