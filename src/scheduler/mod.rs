@@ -99,15 +99,18 @@ pub struct Scheduler {
 }
 
 /// A held fire and the instant it is next looked at (its due instant, or a retry
-/// of the dispatch fence after a database error).
+/// of the dispatch fence after a database error). `seq` orders fires of the same
+/// instant by arrival: every fire of a burst shares its instant, and comparing their
+/// ids (UUIDs with a long common prefix) was 4.6 % of the dispatch thread.
 struct Held {
     at: Millis,
+    seq: u64,
     due: DueFire,
 }
 
 impl PartialEq for Held {
     fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.due.fire.id == other.due.fire.id
+        (self.at, self.seq) == (other.at, other.seq)
     }
 }
 impl Eq for Held {}
@@ -118,7 +121,7 @@ impl PartialOrd for Held {
 }
 impl Ord for Held {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, &self.due.fire.id).cmp(&(other.at, &other.due.fire.id))
+        (self.at, self.seq).cmp(&(other.at, other.seq))
     }
 }
 
@@ -355,6 +358,15 @@ async fn timer_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut heap: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
+    let mut next_seq = 0u64;
+    let mut held_at = |at: Millis, due: DueFire| {
+        next_seq += 1;
+        Reverse(Held {
+            at,
+            seq: next_seq,
+            due,
+        })
+    };
     let mut fence_backoff_ms = 100i64;
     // Waves run as their own tasks, so one wave's fence and sends overlap the next
     // wave's fence (on PostgreSQL a fence of 2,000 fires took 80–500 ms, and the loop
@@ -370,7 +382,7 @@ async fn timer_loop(
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             received = queue.recv() => match received {
-                Some(due) => heap.push(Reverse(Held { at: due.fire.due_at, due })),
+                Some(due) => heap.push(held_at(due.fire.due_at, due)),
                 None => break,
             },
             Some(done) = done_rx.recv() => match done {
@@ -381,7 +393,7 @@ async fn timer_loop(
                 WaveDone::NotSent(wave) => {
                     // Not sent and still ours in the database: look again shortly.
                     let at = now_ms() + fence_backoff_ms;
-                    heap.extend(wave.into_iter().map(|due| Reverse(Held { at, due })));
+                    heap.extend(wave.into_iter().map(|due| held_at(at, due)));
                     fence_backoff_ms = (fence_backoff_ms * 2).min(5_000);
                 }
             },
