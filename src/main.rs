@@ -5,7 +5,7 @@ use clap::Parser;
 /// jemalloc for Rust and, through its unprefixed `malloc`, for SQLite and libpq too:
 /// glibc's allocator was an eighth of the SQLite writer's time at 16,000 fires/s
 /// (fragmented bins, consolidation on large frees); see docs/performance.md, point 24.
-#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -418,33 +418,32 @@ fn the_dispatch_fence_is_a_heap_only_update() {
     let mut conn = db.write().expect("a connection");
     let conn: &mut DbConnection = &mut conn;
     let now = chrono::Utc::now().timestamp_millis();
+    // Fire rows as a claim round records them: owned by the claiming node, waiting.
+    let input: cronhook::domain::JobInput = serde_json::from_value(json!({
+        "group": "g",
+        "name": "n",
+        "mode": "sync",
+        "target": { "url": "http://127.0.0.1:9/hook" },
+        "triggers": [{ "kind": "cron", "expression": "* * * * * ?" }],
+    }))
+    .expect("a job input");
+    let job = cronhook::scheduler::claim::JobForDispatch {
+        id: "job".into(),
+        key: "g/n".into(),
+        version: 1,
+        spec: input.validate(30_000).expect("a valid job"),
+    };
     let rows: Vec<fires::FireRow> = (0..20)
-        .map(|i| fires::FireRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            job_id: "job".into(),
-            trigger_id: Some("trigger".into()),
-            job_version: 1,
-            attempt: 1,
-            state: "fired".into(),
-            scheduled_at: now + i,
-            due_at: now + i,
-            fired_at: now,
-            dispatched_at: None,
-            acked_at: None,
-            finished_at: None,
-            deadline_at: None,
-            owner_node: Some("node-a".into()),
-            executor: None,
-            http_status: None,
-            payload: None,
-            output: None,
-            output_truncated: false,
-            error: None,
-            reported_started_at: None,
-            reported_finished_at: None,
-            late_result: None,
-            shard_index: 0,
-            shard_total: 1,
+        .map(|i| {
+            cronhook::scheduler::claim::new_fire_row(
+                &job,
+                Some("trigger"),
+                1,
+                now + i,
+                now + i,
+                now,
+                Some("node-a"),
+            )
         })
         .collect();
     let ids = fires::insert_new(conn, &rows).expect("fires inserted");

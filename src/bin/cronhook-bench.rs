@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 /// The bench hosts the SDK executor: it uses the allocator the SDK's README recommends
 /// for an executor's binary, as the scheduler does (docs/performance.md, point 24).
-#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
