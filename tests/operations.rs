@@ -423,8 +423,9 @@ async fn retention_scenario(mut settings: cronhook::configuration::Settings) {
     execute_sql(
         &database_url,
         &format!(
-            "UPDATE fires SET finished_at = {} WHERE id = '{old}'",
-            now - 2 * DAY_MS
+            "UPDATE fires SET scheduled_at = {t}, due_at = {t}, fired_at = {t}, \
+             finished_at = {t} WHERE id = '{old}'",
+            t = now - 2 * DAY_MS
         ),
     );
     execute_sql(

@@ -569,43 +569,48 @@ pub fn open_jobs_by_executor(
         .collect())
 }
 
+/// Fires per job that [`average_durations`] averages.
+const DURATION_SAMPLE: i64 = 50;
+
 /// Average run time (ms) of each job's recent succeeded fires: the executor's reported
 /// start to finish where it reported them (time queued on the executor excluded),
-/// dispatch to finish otherwise.
+/// dispatch to finish otherwise. One query per job, so each reads its newest
+/// [`DURATION_SAMPLE`] fires from `fires_job_scheduled` (recent by scheduled instant:
+/// no index holds `finished_at`) and a busy job cannot crowd the others out.
 pub fn average_durations(
     conn: &mut DbConnection,
     job_ids: &[String],
 ) -> QueryResult<Vec<(String, f64)>> {
-    type Times = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-    let rows: Vec<Times> = fires::table
-        .filter(fires::job_id.eq_any(job_ids))
-        .filter(fires::state.eq("succeeded"))
-        .order(fires::finished_at.desc())
-        .limit(50 * job_ids.len().max(1) as i64)
-        .select((
-            fires::job_id,
-            fires::reported_started_at,
-            fires::reported_finished_at,
-            fires::dispatched_at,
-            fires::finished_at,
-        ))
-        .load(conn)?;
-    let mut sums: std::collections::HashMap<String, (f64, f64)> = Default::default();
-    for (job, started, ended, dispatched, finished) in rows {
-        let span = match (started, ended) {
-            (Some(s), Some(e)) => Some((s, e)),
-            _ => dispatched.zip(finished),
-        };
-        if let Some((d, f)) = span {
-            let entry = sums.entry(job).or_default();
-            entry.0 += (f - d).max(0) as f64;
-            entry.1 += 1.0;
+    let mut averages = Vec::with_capacity(job_ids.len());
+    for job_id in job_ids {
+        let rows: Vec<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)> = fires::table
+            .filter(fires::job_id.eq(job_id))
+            .filter(fires::state.eq("succeeded"))
+            .order(fires::scheduled_at.desc())
+            .limit(DURATION_SAMPLE)
+            .select((
+                fires::reported_started_at,
+                fires::reported_finished_at,
+                fires::dispatched_at,
+                fires::finished_at,
+            ))
+            .load(conn)?;
+        let spans: Vec<i64> = rows
+            .into_iter()
+            .filter_map(
+                |(started, ended, dispatched, finished)| match (started, ended) {
+                    (Some(s), Some(e)) => Some((s, e)),
+                    _ => dispatched.zip(finished),
+                },
+            )
+            .map(|(from, to)| (to - from).max(0))
+            .collect();
+        if !spans.is_empty() {
+            let total: i64 = spans.iter().sum();
+            averages.push((job_id.clone(), total as f64 / spans.len() as f64));
         }
     }
-    Ok(sums
-        .into_iter()
-        .map(|(job, (total, n))| (job, total / n))
-        .collect())
+    Ok(averages)
 }
 
 /// Releases a fire that has not gone out to be claimed again at `due_at` (a pinned

@@ -18,27 +18,30 @@ fn finished_states() -> Vec<&'static str> {
         .collect()
 }
 
-/// Removes up to `batch` finished fires that finished before `cutoff`, oldest first.
+/// Removes up to `batch` finished fires that finished before `cutoff`. A fire finishes
+/// after it fires, so `fired_at < cutoff` adds no condition of its own: it is what lets
+/// `fires_state_fired_at` find the batch, as no index holds `finished_at` (a finish
+/// writes no retention index entry). Within each finished state, oldest first.
 pub fn purge_finished_before(
     conn: &mut DbConnection,
     cutoff: i64,
     batch: i64,
 ) -> QueryResult<usize> {
     let ids: Vec<String> = fires::table
-        .filter(fires::finished_at.lt(cutoff))
         .filter(fires::state.eq_any(finished_states()))
-        .order(fires::finished_at.asc())
+        .filter(fires::fired_at.lt(cutoff))
+        .filter(fires::finished_at.lt(cutoff))
         .select(fires::id)
         .limit(batch)
         .load(conn)?;
     delete_ids(conn, &ids)
 }
 
-/// Jobs with more than `keep` finished fires, with their count.
+/// Jobs with more than `keep` fires in any state, with that count: the candidates for
+/// a per-job purge, counted from `fires_job_scheduled` alone. The purge itself counts
+/// only finished fires.
 pub fn jobs_over(conn: &mut DbConnection, keep: i64) -> QueryResult<Vec<(String, i64)>> {
     fires::table
-        .filter(fires::finished_at.is_not_null())
-        .filter(fires::state.eq_any(finished_states()))
         .group_by(fires::job_id)
         .having(count_star().gt(keep))
         .select((fires::job_id, count_star()))
@@ -62,7 +65,8 @@ pub fn keep_fires_overrides(conn: &mut DbConnection) -> QueryResult<Vec<(String,
         .collect())
 }
 
-/// Removes up to `batch` of the job's finished fires beyond its newest `keep`.
+/// Removes up to `batch` of the job's finished fires beyond its newest `keep`, newest
+/// by scheduled instant (the order of `fires_job_scheduled`).
 pub fn purge_beyond_newest(
     conn: &mut DbConnection,
     job_id: &str,
@@ -73,7 +77,7 @@ pub fn purge_beyond_newest(
         .filter(fires::job_id.eq(job_id))
         .filter(fires::finished_at.is_not_null())
         .filter(fires::state.eq_any(finished_states()))
-        .order((fires::finished_at.desc(), fires::id.desc()))
+        .order(fires::scheduled_at.desc())
         .select(fires::id)
         .offset(keep)
         .limit(batch)

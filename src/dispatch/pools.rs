@@ -307,11 +307,9 @@ fn load_pool(
     jobs.extend(open_jobs.iter().map(|(_, job)| job.clone()));
     jobs.sort();
     jobs.dedup();
-    // Chunked: a large backlog of open fires names more jobs than one statement binds.
-    let mut durations: HashMap<String, f64> =
-        db::in_id_chunks(&jobs, |chunk| db::fires::average_durations(conn, chunk))?
-            .into_iter()
-            .collect();
+    let mut durations: HashMap<String, f64> = db::fires::average_durations(conn, &jobs)?
+        .into_iter()
+        .collect();
     // Jobs without finished runs are known too (at the default), so they do not reload.
     for job in jobs {
         durations.entry(job).or_insert(DEFAULT_DURATION_MS);
