@@ -507,15 +507,19 @@ pub fn drop_pending_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResul
     .execute(conn)
 }
 
-/// Whether the trigger has a first-attempt fire for an instant after `scheduled_at`.
+/// Whether the trigger (of `job_id`) has a first-attempt fire for an instant after
+/// `scheduled_at`. The job narrows the search: `fires_job_scheduled` answers it, as no
+/// index leads with the trigger.
 pub fn has_later_fire(
     conn: &mut DbConnection,
+    job_id: &str,
     trigger_id: &str,
     scheduled_at: i64,
 ) -> QueryResult<bool> {
     use diesel::dsl::exists;
     diesel::select(exists(
         fires::table
+            .filter(fires::job_id.eq(job_id))
             .filter(fires::trigger_id.eq(trigger_id))
             .filter(fires::attempt.eq(1))
             .filter(fires::scheduled_at.gt(scheduled_at)),

@@ -494,7 +494,7 @@ fn late_hand_back_verdict(
         MisfirePolicy::Skip => Some(format!(
             "misfire: handed back {late_by} ms late; skipped per policy"
         )),
-        MisfirePolicy::FireNow => db::fires::has_later_fire(conn, trigger_id, fire.scheduled_at)?
+        MisfirePolicy::FireNow => db::fires::has_later_fire(conn, &fire.job_id, trigger_id, fire.scheduled_at)?
             .then(|| {
                 format!("misfire: handed back {late_by} ms late; a later instant of the trigger fires instead")
             }),
