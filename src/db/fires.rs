@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use super::schema::fires;
-use super::statement::{fixed_chunks, many_rows, Statement};
+use super::statement::{filter_only, fixed_chunks, many_rows, update_from_rows, Statement};
 use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, PartialEq)]
@@ -224,12 +224,8 @@ pub fn fence_for_dispatch(
     // Look up the listed ids only, never the state index: SQLite would walk it (every
     // waiting fire, thousands under load), and PostgreSQL's custom plans AND it with
     // the primary key (a bitmap of every `fired` entry, including each fire's stale
-    // one until vacuum: 8 ms for a fence of 16 fires at 7,000 fires/s). `+state` on
-    // SQLite, on PostgreSQL an expression no index matches.
-    let state = match conn {
-        DbConnection::Sqlite(_) => "+state",
-        DbConnection::Postgresql(_) => "(state || '')",
-    };
+    // one until vacuum: 8 ms for a fence of 16 fires at 7,000 fires/s).
+    let state = filter_only(conn, "state");
     let update = format!("{} fires SET dispatched_at = ", many_rows(conn, "UPDATE"));
     let filter = format!(" WHERE {state} = 'fired' AND dispatched_at IS NULL AND owner_node = ");
     let mut fenced = Vec::with_capacity(ids.len());
@@ -319,18 +315,27 @@ pub fn mark_running_many(
     conn: &mut DbConnection,
     acks: &[Acknowledged],
 ) -> QueryResult<Vec<String>> {
-    let sql = format!(
-        "{} fires SET state = 'running', dispatched_at = v.dispatched_at, \
-         acked_at = v.acked_at, deadline_at = v.deadline_at, \
-         http_status = v.http_status, executor = v.executor \
-         FROM (SELECT column1 AS id, column2 AS dispatched_at, column3 AS acked_at, \
-         column4 AS deadline_at, column5 AS http_status, column6 AS executor \
-         FROM (VALUES ",
-        many_rows(conn, "UPDATE")
+    let (before_rows, after_rows) = update_from_rows(
+        conn,
+        "fires",
+        "state = 'running', dispatched_at = v.dispatched_at, acked_at = v.acked_at, \
+         deadline_at = v.deadline_at, http_status = v.http_status, executor = v.executor",
+        &[
+            "id",
+            "dispatched_at",
+            "acked_at",
+            "deadline_at",
+            "http_status",
+            "executor",
+        ],
+    );
+    let filter = format!(
+        "{after_rows}fires.id = v.id AND {} = 'fired'",
+        filter_only(conn, "fires.state")
     );
     let mut changed = Vec::with_capacity(acks.len());
     for chunk in fixed_chunks(acks, super::ROWS_PER_UPDATE) {
-        let mut query = Statement::new(&sql);
+        let mut query = Statement::new(&before_rows);
         query
             .bind_rows(chunk, |ack| {
                 [
@@ -342,10 +347,8 @@ pub fn mark_running_many(
                     ack.executor.as_str().into(),
                 ]
             })
-            .sql(
-                ") AS listed) AS v WHERE fires.id = v.id AND fires.state = 'fired' \
-                 RETURNING fires.id",
-            );
+            .sql(&filter)
+            .sql(" RETURNING fires.id");
         changed.extend(
             query
                 .load::<super::IdRow>(conn)?
@@ -394,8 +397,10 @@ pub fn finish_many(
         .map(|state| format!("'{state}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "{} fires SET state = v.state, finished_at = v.finished_at, \
+    let (before_rows, after_rows) = update_from_rows(
+        conn,
+        "fires",
+        "state = v.state, finished_at = v.finished_at, \
          dispatched_at = COALESCE(v.dispatched_at, fires.dispatched_at), \
          acked_at = COALESCE(v.acked_at, fires.acked_at), \
          http_status = COALESCE(v.http_status, fires.http_status), \
@@ -404,17 +409,29 @@ pub fn finish_many(
          output_truncated = v.output_truncated, \
          error = COALESCE(v.error, fires.error), \
          reported_started_at = COALESCE(v.reported_started_at, fires.reported_started_at), \
-         reported_finished_at = COALESCE(v.reported_finished_at, fires.reported_finished_at) \
-         FROM (SELECT column1 AS id, column2 AS state, column3 AS finished_at, \
-         column4 AS dispatched_at, column5 AS acked_at, column6 AS http_status, \
-         column7 AS executor, column8 AS output, column9 AS output_truncated, \
-         column10 AS error, column11 AS reported_started_at, \
-         column12 AS reported_finished_at FROM (VALUES ",
-        many_rows(conn, "UPDATE")
+         reported_finished_at = COALESCE(v.reported_finished_at, fires.reported_finished_at)",
+        &[
+            "id",
+            "state",
+            "finished_at",
+            "dispatched_at",
+            "acked_at",
+            "http_status",
+            "executor",
+            "output",
+            "output_truncated",
+            "error",
+            "reported_started_at",
+            "reported_finished_at",
+        ],
+    );
+    let filter = format!(
+        "{after_rows}fires.id = v.id AND {} IN ({from_list})",
+        filter_only(conn, "fires.state")
     );
     let mut changed = Vec::with_capacity(items.len());
     for chunk in fixed_chunks(items, super::ROWS_PER_UPDATE) {
-        let mut query = Statement::new(&sql);
+        let mut query = Statement::new(&before_rows);
         query
             .bind_rows(chunk, |(id, f)| {
                 [
@@ -432,10 +449,8 @@ pub fn finish_many(
                     f.reported_finished_at.into(),
                 ]
             })
-            .sql(format!(
-                ") AS listed) AS v WHERE fires.id = v.id AND fires.state IN ({from_list}) \
-                 RETURNING fires.id"
-            ));
+            .sql(&filter)
+            .sql(" RETURNING fires.id");
         changed.extend(
             query
                 .load::<super::IdRow>(conn)?

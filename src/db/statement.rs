@@ -210,6 +210,54 @@ pub fn many_rows(conn: &DbConnection, verb: &str) -> String {
     }
 }
 
+/// A many-row `UPDATE {table} SET {set} FROM <listed rows> AS v WHERE …`, as the text
+/// before the listed rows (`(?, …), (?, …)` follow it) and the text after them, which
+/// ends where the caller's conditions begin. `columns` name the listed rows' columns,
+/// in order, for `set` and the conditions to read as `v.<name>`.
+///
+/// On PostgreSQL the rows are a `MATERIALIZED` common table expression. Given
+/// `FROM (VALUES …)`, the planner sometimes drove a nested loop from the table and
+/// scanned the VALUES list again for every row it found; each pass sets up the
+/// expression of every listed value anew (`ExecInitExprList`), 128 × 128 × 12 of them
+/// for one write-back of 128 fires: 40–100 ms per statement, the largest single cost
+/// of PostgreSQL in callback mode. A materialized row set is read back as stored. The
+/// join itself is a nested loop over the listed rows with a primary-key lookup each,
+/// as hash and merge joins are off on cronhook's PostgreSQL sessions (`db::Db`).
+pub fn update_from_rows(
+    conn: &DbConnection,
+    table: &str,
+    set: &str,
+    columns: &[&str],
+) -> (String, String) {
+    let named = columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("column{} AS {name}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match conn {
+        DbConnection::Sqlite(_) => (
+            format!("UPDATE OR FAIL {table} SET {set} FROM (SELECT {named} FROM (VALUES "),
+            ") AS listed) AS v WHERE ".to_string(),
+        ),
+        DbConnection::Postgresql(_) => (
+            format!("WITH v AS MATERIALIZED (SELECT {named} FROM (VALUES "),
+            format!(") AS listed) UPDATE {table} SET {set} FROM v WHERE "),
+        ),
+    }
+}
+
+/// `column` written so that no index matches it, for a condition that only filters
+/// rows found by key: `+column` on SQLite, `(column || '')` on PostgreSQL. Otherwise
+/// both planners may walk the state index (every open fire, on PostgreSQL with each
+/// fire's stale entries until vacuum) to check a condition on a few listed rows.
+pub fn filter_only(conn: &DbConnection, column: &str) -> String {
+    match conn {
+        DbConnection::Sqlite(_) => format!("+{column}"),
+        DbConnection::Postgresql(_) => format!("({column} || '')"),
+    }
+}
+
 /// Cuts `items` into chunks whose lengths are powers of two no larger than `max` (a
 /// power of two), largest first: 700 rows with `max` 512 go as 512 + 128 + 32 + 16 +
 /// 8 + 4. So a statement per chunk has one of log2(max)+1 texts.

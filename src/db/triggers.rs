@@ -78,20 +78,20 @@ pub type Advance = (String, Option<i64>, i64);
 /// a claim batch advances hundreds of triggers, and diesel prepares every UPDATE
 /// anew, so one statement per trigger was a large part of the claim.
 pub fn advance_many(conn: &mut DbConnection, advances: &[Advance]) -> QueryResult<()> {
-    let sql = format!(
-        "{} triggers SET next_fire_at = v.next_fire_at, \
-         fire_count = triggers.fire_count + v.fired \
-         FROM (SELECT column1 AS id, column2 AS next_fire_at, column3 AS fired \
-         FROM (VALUES ",
-        super::statement::many_rows(conn, "UPDATE")
+    let (before_rows, after_rows) = super::statement::update_from_rows(
+        conn,
+        "triggers",
+        "next_fire_at = v.next_fire_at, fire_count = triggers.fire_count + v.fired",
+        &["id", "next_fire_at", "fired"],
     );
     for chunk in super::statement::fixed_chunks(advances, super::ROWS_PER_UPDATE) {
-        let mut query = super::statement::Statement::new(&sql);
+        let mut query = super::statement::Statement::new(&before_rows);
         query
             .bind_rows(chunk, |(id, next, fired)| {
                 [id.as_str().into(), (*next).into(), (*fired).into()]
             })
-            .sql(") AS listed) AS v WHERE triggers.id = v.id");
+            .sql(&after_rows)
+            .sql("triggers.id = v.id");
         query.execute(conn)?;
     }
     Ok(())

@@ -24,8 +24,19 @@ use crate::db::{self, Db, DbConnection};
 use crate::error::AppError;
 use crate::time::now_ms;
 
-/// Longest time a loaded pool is used before it is loaded again.
+/// Longest time a loaded pool is used before it is loaded again, when loading is quick.
 pub const POOL_REFRESH_MS: u64 = 250;
+/// A slow load is used for this many times as long as it took before the next: the
+/// open-fire count reads every open fire of the app's executors (on PostgreSQL with
+/// each one's stale index entries until vacuum), 180 ms a load at 10,000 fires/s in
+/// callback mode, and loading every 250 ms made it the largest single cost of the
+/// database. Fires this node hands out in between are counted in anyway.
+const REFRESH_PER_LOAD_TIME: u32 = 4;
+
+/// How long a pool that took `took` to load is used before the next load.
+fn refresh_after(took: Duration) -> Duration {
+    Duration::from_millis(POOL_REFRESH_MS).max(took * REFRESH_PER_LOAD_TIME)
+}
 /// Duration assumed for a job with no finished runs yet.
 const DEFAULT_DURATION_MS: f64 = 1_000.0;
 /// Jobs whose durations a pool keeps for `shortest_eta` beyond those with open fires;
@@ -63,6 +74,8 @@ struct Member {
 /// A pool as loaded at one moment.
 struct Snapshot {
     loaded_at: Instant,
+    /// How long it is used ([`refresh_after`] its load time).
+    fresh_for: Duration,
     version: u64,
     members: Vec<Member>,
     /// Average duration per job; `None` when loaded without (no `shortest_eta` fire yet).
@@ -71,7 +84,7 @@ struct Snapshot {
 
 impl Snapshot {
     fn is_fresh(&self, version: u64) -> bool {
-        self.version == version && self.loaded_at.elapsed() < Duration::from_millis(POOL_REFRESH_MS)
+        self.version == version && self.loaded_at.elapsed() < self.fresh_for
     }
 
     fn duration_of(&self, job_id: &str) -> f64 {
@@ -218,13 +231,14 @@ impl ExecutorPools {
             .wants_eta
             .then(|| pool.eta_jobs.iter().cloned().collect());
         async move {
+            let started = Instant::now();
             let loaded = db
                 .run(false, move |conn| {
                     load_pool(conn, &app, now_ms(), timeout_ms, eta_jobs)
                 })
                 .await
                 .map_err(|e: AppError| e.to_string())?;
-            Ok(Rc::new(loaded.into_snapshot(version)))
+            Ok(Rc::new(loaded.into_snapshot(version, started.elapsed())))
         }
         .boxed_local()
     }
@@ -239,7 +253,7 @@ struct LoadedPool {
 }
 
 impl LoadedPool {
-    fn into_snapshot(self, version: u64) -> Snapshot {
+    fn into_snapshot(self, version: u64, took: Duration) -> Snapshot {
         let members = self
             .rows
             .into_iter()
@@ -258,6 +272,7 @@ impl LoadedPool {
             .collect();
         Snapshot {
             loaded_at: Instant::now(),
+            fresh_for: refresh_after(took),
             version,
             members,
             durations: self.durations,
@@ -330,6 +345,17 @@ fn load_pool(
 mod tests {
     use super::*;
     use crate::db::executors::HeartbeatUpdate;
+
+    #[test]
+    fn a_slow_load_is_used_for_longer() {
+        let quick = Duration::from_millis(POOL_REFRESH_MS);
+        assert_eq!(refresh_after(Duration::from_millis(3)), quick);
+        assert_eq!(refresh_after(Duration::from_millis(60)), quick);
+        assert_eq!(
+            refresh_after(Duration::from_millis(180)),
+            Duration::from_millis(720)
+        );
+    }
 
     fn beat(db: &Db, instance: &str, handlers: &str) {
         let mut conn = db.write().expect("a connection");
