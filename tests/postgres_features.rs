@@ -400,6 +400,131 @@ async fn an_edited_or_paused_job_is_seen_by_the_next_claims() {
     app.stop().await;
 }
 
+/// `n` fire rows as a claim round records them: owned by node `node-a`, waiting, one
+/// instant apart from `now` on.
+fn claimed_fires(n: i64, now: i64) -> Vec<cronhook::db::fires::FireRow> {
+    let input: cronhook::domain::JobInput = serde_json::from_value(json!({
+        "group": "g",
+        "name": "n",
+        "mode": "sync",
+        "target": { "url": "http://127.0.0.1:9/hook" },
+        "triggers": [{ "kind": "cron", "expression": "* * * * * ?" }],
+    }))
+    .expect("a job input");
+    let job = cronhook::scheduler::claim::JobForDispatch {
+        id: "job".into(),
+        key: "g/n".into(),
+        version: 1,
+        spec: input.validate(30_000).expect("a valid job"),
+    };
+    (0..n)
+        .map(|i| {
+            cronhook::scheduler::claim::new_fire_row(
+                &job,
+                Some("trigger"),
+                1,
+                now + i,
+                now + i,
+                now,
+                Some("node-a"),
+            )
+        })
+        .collect()
+}
+
+/// The many-row updates of acknowledgements and write-backs look each listed fire up
+/// by its primary key, whatever the statistics say. Planned from statistics taken when
+/// `fires` was small, PostgreSQL hash-joined them against a scan of every open fire or
+/// of the whole table (docs/performance.md, point 27). Here the statistics are taken
+/// while the table holds 2,000 finished fires, then 30,000 open ones arrive (a burst
+/// the next autoanalyze has not seen yet), and the updates of 64 of them must read 64
+/// rows, not every open one.
+#[test]
+fn many_row_updates_look_up_each_listed_fire_by_key() {
+    use cronhook::db::{fires, Db, DbConnection};
+    use diesel::connection::{Connection, SimpleConnection};
+    use diesel::RunQueryDsl;
+    let Some(pg) = TempPostgres::create("postgres_features::updates_by_key") else {
+        return;
+    };
+    let db = Db::open(&pg.url).expect("the database opens");
+    db.run_migrations().expect("migrations run");
+    let mut conn = db.write().expect("a connection");
+    let conn: &mut DbConnection = &mut conn;
+    let now = chrono::Utc::now().timestamp_millis();
+    let rows = claimed_fires(32_000, now);
+    let done = fires::insert_new(conn, &rows[..2_000]).expect("fires inserted");
+    let finish = fires::Finish {
+        state: "succeeded",
+        finished_at: now + 3,
+        ..Default::default()
+    };
+    let finished: Vec<(&str, &fires::Finish)> =
+        done.iter().map(|id| (id.as_str(), &finish)).collect();
+    let finished = fires::finish_many(conn, &["fired"], &finished).expect("fires finished");
+    assert_eq!(finished.len(), 2_000);
+    conn.batch_execute("ANALYZE fires")
+        .expect("statistics taken");
+    let ids = fires::insert_new(conn, &rows[2_000..]).expect("fires inserted");
+    assert_eq!(ids.len(), 30_000);
+
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Reads {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        seq_read: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        by_index: i64,
+    }
+    // This transaction's own counts of rows read from `fires`.
+    let reads = |conn: &mut DbConnection| -> Reads {
+        let DbConnection::Postgresql(pg) = conn else {
+            panic!("a PostgreSQL connection")
+        };
+        diesel::sql_query(
+            "SELECT COALESCE(seq_tup_read, 0) AS seq_read, \
+             COALESCE(idx_tup_fetch, 0) AS by_index \
+             FROM pg_stat_xact_user_tables WHERE relname = 'fires'",
+        )
+        .get_result(pg)
+        .expect("pg_stat_xact_user_tables answers")
+    };
+    let listed = &ids[10_000..10_064];
+    conn.transaction(|conn| -> diesel::QueryResult<()> {
+        let acks: Vec<fires::Acknowledged> = listed
+            .iter()
+            .map(|id| fires::Acknowledged {
+                id: id.clone(),
+                dispatched_at: now + 1,
+                acked_at: now + 2,
+                deadline_at: now + 60_000,
+                http_status: 202,
+                executor: "e".into(),
+            })
+            .collect();
+        assert_eq!(fires::mark_running_many(conn, &acks)?.len(), 64);
+        let after_acks = reads(conn);
+        assert_eq!(after_acks.seq_read, 0, "{after_acks:?}");
+        assert!(
+            after_acks.by_index <= 64,
+            "one key lookup per acknowledged fire, not a scan of the open ones: {after_acks:?}"
+        );
+        let items: Vec<(&str, &fires::Finish)> =
+            listed.iter().map(|id| (id.as_str(), &finish)).collect();
+        assert_eq!(
+            fires::finish_many(conn, &["fired", "running"], &items)?.len(),
+            64
+        );
+        let after_finish = reads(conn);
+        assert_eq!(after_finish.seq_read, 0, "{after_finish:?}");
+        assert!(
+            after_finish.by_index <= 128,
+            "one key lookup per written-back fire: {after_finish:?}"
+        );
+        Ok(())
+    })
+    .expect("the transaction runs");
+}
+
 /// The dispatch fence runs on every fire sent. On PostgreSQL it must stay a heap-only
 /// (HOT) update — no index names `dispatched_at`, and `fires` leaves room on its pages
 /// (migration 11) — or each fence writes a new entry into every index of `fires`.
@@ -418,34 +543,7 @@ fn the_dispatch_fence_is_a_heap_only_update() {
     let mut conn = db.write().expect("a connection");
     let conn: &mut DbConnection = &mut conn;
     let now = chrono::Utc::now().timestamp_millis();
-    // Fire rows as a claim round records them: owned by the claiming node, waiting.
-    let input: cronhook::domain::JobInput = serde_json::from_value(json!({
-        "group": "g",
-        "name": "n",
-        "mode": "sync",
-        "target": { "url": "http://127.0.0.1:9/hook" },
-        "triggers": [{ "kind": "cron", "expression": "* * * * * ?" }],
-    }))
-    .expect("a job input");
-    let job = cronhook::scheduler::claim::JobForDispatch {
-        id: "job".into(),
-        key: "g/n".into(),
-        version: 1,
-        spec: input.validate(30_000).expect("a valid job"),
-    };
-    let rows: Vec<fires::FireRow> = (0..20)
-        .map(|i| {
-            cronhook::scheduler::claim::new_fire_row(
-                &job,
-                Some("trigger"),
-                1,
-                now + i,
-                now + i,
-                now,
-                Some("node-a"),
-            )
-        })
-        .collect();
+    let rows = claimed_fires(20, now);
     let ids = fires::insert_new(conn, &rows).expect("fires inserted");
     assert_eq!(ids.len(), 20);
 
