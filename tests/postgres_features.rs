@@ -400,6 +400,29 @@ async fn an_edited_or_paused_job_is_seen_by_the_next_claims() {
     app.stop().await;
 }
 
+/// A fresh database with cronhook's schema (`None`: PostgreSQL tests are skipped). The
+/// database lives as long as the returned `TempPostgres`.
+fn migrated(name: &str) -> Option<(TempPostgres, cronhook::db::Db)> {
+    let pg = TempPostgres::create(name)?;
+    let db = cronhook::db::Db::open(&pg.url).expect("the database opens");
+    db.run_migrations().expect("migrations run");
+    Some((pg, db))
+}
+
+/// Acknowledgements of `ids` as an executor's 202 records them.
+fn acknowledged(ids: &[String], now: i64) -> Vec<cronhook::db::fires::Acknowledged> {
+    ids.iter()
+        .map(|id| cronhook::db::fires::Acknowledged {
+            id: id.clone(),
+            dispatched_at: now + 1,
+            acked_at: now + 2,
+            deadline_at: now + 60_000,
+            http_status: 202,
+            executor: "e".into(),
+        })
+        .collect()
+}
+
 /// `n` fire rows as a claim round records them: owned by node `node-a`, waiting, one
 /// instant apart from `now` on.
 fn claimed_fires(n: i64, now: i64) -> Vec<cronhook::db::fires::FireRow> {
@@ -441,14 +464,12 @@ fn claimed_fires(n: i64, now: i64) -> Vec<cronhook::db::fires::FireRow> {
 /// rows, not every open one.
 #[test]
 fn many_row_updates_look_up_each_listed_fire_by_key() {
-    use cronhook::db::{fires, Db, DbConnection};
+    use cronhook::db::{fires, DbConnection};
     use diesel::connection::{Connection, SimpleConnection};
     use diesel::RunQueryDsl;
-    let Some(pg) = TempPostgres::create("postgres_features::updates_by_key") else {
+    let Some((_pg, db)) = migrated("postgres_features::updates_by_key") else {
         return;
     };
-    let db = Db::open(&pg.url).expect("the database opens");
-    db.run_migrations().expect("migrations run");
     let mut conn = db.write().expect("a connection");
     let conn: &mut DbConnection = &mut conn;
     let now = chrono::Utc::now().timestamp_millis();
@@ -490,17 +511,7 @@ fn many_row_updates_look_up_each_listed_fire_by_key() {
     };
     let listed = &ids[10_000..10_064];
     conn.transaction(|conn| -> diesel::QueryResult<()> {
-        let acks: Vec<fires::Acknowledged> = listed
-            .iter()
-            .map(|id| fires::Acknowledged {
-                id: id.clone(),
-                dispatched_at: now + 1,
-                acked_at: now + 2,
-                deadline_at: now + 60_000,
-                http_status: 202,
-                executor: "e".into(),
-            })
-            .collect();
+        let acks = acknowledged(listed, now);
         assert_eq!(fires::mark_running_many(conn, &acks)?.len(), 64);
         let after_acks = reads(conn);
         assert_eq!(after_acks.seq_read, 0, "{after_acks:?}");
@@ -532,14 +543,12 @@ fn many_row_updates_look_up_each_listed_fire_by_key() {
 /// it shows the counter tells the two apart.
 #[test]
 fn the_dispatch_fence_is_a_heap_only_update() {
-    use cronhook::db::{fires, Db, DbConnection};
+    use cronhook::db::{fires, DbConnection};
     use diesel::connection::Connection;
     use diesel::RunQueryDsl;
-    let Some(pg) = TempPostgres::create("postgres_features::fence_heap_only") else {
+    let Some((_pg, db)) = migrated("postgres_features::fence_heap_only") else {
         return;
     };
-    let db = Db::open(&pg.url).expect("the database opens");
-    db.run_migrations().expect("migrations run");
     let mut conn = db.write().expect("a connection");
     let conn: &mut DbConnection = &mut conn;
     let now = chrono::Utc::now().timestamp_millis();
@@ -579,17 +588,7 @@ fn the_dispatch_fence_is_a_heap_only_update() {
             after_fence.heap_only, 20,
             "each fence is a heap-only update (no index entry written)"
         );
-        let acks: Vec<fires::Acknowledged> = ids
-            .iter()
-            .map(|id| fires::Acknowledged {
-                id: id.clone(),
-                dispatched_at: now + 1,
-                acked_at: now + 2,
-                deadline_at: now + 60_000,
-                http_status: 202,
-                executor: "e".into(),
-            })
-            .collect();
+        let acks = acknowledged(&ids, now);
         assert_eq!(fires::mark_running_many(conn, &acks)?.len(), 20);
         let after_ack = counts(conn);
         assert_eq!(after_ack.updated, 40);
