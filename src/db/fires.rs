@@ -607,9 +607,11 @@ pub fn average_durations(
     conn: &mut DbConnection,
     job_ids: &[String],
 ) -> QueryResult<Vec<(String, f64)>> {
+    /// Reported start and end, dispatch and finish.
+    type Times = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
     let mut averages = Vec::with_capacity(job_ids.len());
     for job_id in job_ids {
-        let rows: Vec<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)> = fires::table
+        let rows: Vec<Times> = fires::table
             .filter(fires::job_id.eq(job_id))
             .filter(fires::state.eq("succeeded"))
             .order(fires::scheduled_at.desc())
