@@ -423,6 +423,83 @@ fn acknowledged(ids: &[String], now: i64) -> Vec<cronhook::db::fires::Acknowledg
         .collect()
 }
 
+/// Rows a session read from a table and has not reported yet: the current
+/// transaction's, plus earlier ones' until the session reports them (at most once a
+/// second, and never inside a transaction), so only differences taken within one
+/// transaction are exact.
+#[derive(diesel::QueryableByName, Debug, Clone, Copy)]
+struct Reads {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq_read: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    by_index: i64,
+}
+
+impl Reads {
+    fn since(self, before: Reads) -> Reads {
+        Reads {
+            seq_read: self.seq_read - before.seq_read,
+            by_index: self.by_index - before.by_index,
+        }
+    }
+}
+
+fn reads(conn: &mut cronhook::db::DbConnection, table: &str) -> Reads {
+    use diesel::RunQueryDsl;
+    let cronhook::db::DbConnection::Postgresql(pg) = conn else {
+        panic!("a PostgreSQL connection")
+    };
+    diesel::sql_query(
+        "SELECT COALESCE(seq_tup_read, 0) AS seq_read, COALESCE(idx_tup_fetch, 0) AS by_index \
+         FROM pg_stat_xact_user_tables WHERE relname = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(table)
+    .get_result(pg)
+    .expect("pg_stat_xact_user_tables answers")
+}
+
+/// The trigger advances of a claim round look each listed trigger up by its key. With
+/// hash joins allowed, PostgreSQL joined them against a sequential scan of all of
+/// `triggers` (docs/performance.md, point 27): 128 advances among 20,000 triggers must
+/// read 128 rows.
+#[test]
+fn trigger_advances_look_up_each_listed_trigger_by_key() {
+    use cronhook::db::{triggers, DbConnection};
+    use diesel::connection::{Connection, SimpleConnection};
+    let Some((_pg, db)) = migrated("postgres_features::advances_by_key") else {
+        return;
+    };
+    let mut conn = db.write().expect("a connection");
+    let conn: &mut DbConnection = &mut conn;
+    conn.batch_execute(
+        "INSERT INTO jobs (id, group_name, name, description, state, version, spec, \
+         created_at, updated_at) \
+         SELECT 'job-' || i, 'g', 'n-' || i, '', 'active', 1, '{}', 0, 0 \
+         FROM generate_series(1, 20000) AS i; \
+         INSERT INTO triggers (id, job_id, position, kind, spec, next_fire_at, fire_count, \
+         created_at) \
+         SELECT 'trigger-' || i, 'job-' || i, 0, 'cron', '{}', 1000, 0, 0 \
+         FROM generate_series(1, 20000) AS i; \
+         ANALYZE triggers",
+    )
+    .expect("20,000 jobs and triggers");
+    let advances: Vec<triggers::Advance> = (5_000..5_128)
+        .map(|i| (format!("trigger-{i}"), Some(2_000), 1))
+        .collect();
+    conn.transaction(|conn| -> diesel::QueryResult<()> {
+        let before = reads(conn, "triggers");
+        triggers::advance_many(conn, &advances)?;
+        let advancing = reads(conn, "triggers").since(before);
+        assert_eq!(advancing.seq_read, 0, "{advancing:?}");
+        assert!(
+            advancing.by_index <= 128,
+            "one key lookup per advanced trigger: {advancing:?}"
+        );
+        Ok(())
+    })
+    .expect("the transaction runs");
+}
+
 /// `n` fire rows as a claim round records them: owned by node `node-a`, waiting, one
 /// instant apart from `now` on.
 fn claimed_fires(n: i64, now: i64) -> Vec<cronhook::db::fires::FireRow> {
@@ -466,7 +543,6 @@ fn claimed_fires(n: i64, now: i64) -> Vec<cronhook::db::fires::FireRow> {
 fn many_row_updates_look_up_each_listed_fire_by_key() {
     use cronhook::db::{fires, DbConnection};
     use diesel::connection::{Connection, SimpleConnection};
-    use diesel::RunQueryDsl;
     let Some((_pg, db)) = migrated("postgres_features::updates_by_key") else {
         return;
     };
@@ -489,40 +565,13 @@ fn many_row_updates_look_up_each_listed_fire_by_key() {
     let ids = fires::insert_new(conn, &rows[2_000..]).expect("fires inserted");
     assert_eq!(ids.len(), 30_000);
 
-    #[derive(diesel::QueryableByName, Debug, Clone, Copy)]
-    struct Reads {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        seq_read: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        by_index: i64,
-    }
-    // Rows this session read from `fires` and has not reported yet: the current
-    // transaction's, plus earlier ones' until the session reports them (at most once a
-    // second, and never inside a transaction), so only differences taken within one
-    // transaction are exact.
-    let reads = |conn: &mut DbConnection| -> Reads {
-        let DbConnection::Postgresql(pg) = conn else {
-            panic!("a PostgreSQL connection")
-        };
-        diesel::sql_query(
-            "SELECT COALESCE(seq_tup_read, 0) AS seq_read, \
-             COALESCE(idx_tup_fetch, 0) AS by_index \
-             FROM pg_stat_xact_user_tables WHERE relname = 'fires'",
-        )
-        .get_result(pg)
-        .expect("pg_stat_xact_user_tables answers")
-    };
-    let since = |before: Reads, after: Reads| Reads {
-        seq_read: after.seq_read - before.seq_read,
-        by_index: after.by_index - before.by_index,
-    };
     let listed = &ids[10_000..10_064];
     conn.transaction(|conn| -> diesel::QueryResult<()> {
-        let before = reads(conn);
+        let before = reads(conn, "fires");
         let acks = acknowledged(listed, now);
         assert_eq!(fires::mark_running_many(conn, &acks)?.len(), 64);
-        let after_acks = reads(conn);
-        let acking = since(before, after_acks);
+        let after_acks = reads(conn, "fires");
+        let acking = after_acks.since(before);
         assert_eq!(acking.seq_read, 0, "{acking:?}");
         assert!(
             acking.by_index <= 64,
@@ -534,7 +583,7 @@ fn many_row_updates_look_up_each_listed_fire_by_key() {
             fires::finish_many(conn, &["fired", "running"], &items)?.len(),
             64
         );
-        let finishing = since(after_acks, reads(conn));
+        let finishing = reads(conn, "fires").since(after_acks);
         assert_eq!(finishing.seq_read, 0, "{finishing:?}");
         assert!(
             finishing.by_index <= 64,
