@@ -4,7 +4,9 @@
 use diesel::prelude::*;
 
 use super::schema::fires;
-use super::statement::{filter_only, fixed_chunks, many_rows, update_from_rows, Statement};
+use super::statement::{
+    filter_only, fixed_chunks, indexed_by, many_rows, update_from_rows, Statement,
+};
 use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, PartialEq)]
@@ -177,12 +179,12 @@ pub fn claim_pending(
     horizon: i64,
     limit: i64,
 ) -> QueryResult<Vec<FireRow>> {
-    // The index of unowned waiting fires, named on SQLite: without statistics its
-    // planner takes the state index and walks every waiting fire, thousands of them
-    // owned and held by this node under load. PostgreSQL picks it by itself.
-    let (table, lock) = match conn {
-        DbConnection::Sqlite(_) => ("fires INDEXED BY fires_unowned_pending", ""),
-        DbConnection::Postgresql(_) => ("fires", " FOR UPDATE SKIP LOCKED"),
+    // The index of unowned waiting fires: SQLite's state index would hold every
+    // waiting fire, thousands of them owned and held by this node under load.
+    let table = indexed_by(conn, "fires", "fires_unowned_pending");
+    let lock = match conn {
+        DbConnection::Sqlite(_) => "",
+        DbConnection::Postgresql(_) => " FOR UPDATE SKIP LOCKED",
     };
     let mut pending = Statement::new(format!(
         "SELECT * FROM {table} WHERE state = 'fired' AND dispatched_at IS NULL \
@@ -470,13 +472,9 @@ pub fn record_late_result(conn: &mut DbConnection, id: &str, late: &str) -> Quer
 }
 
 /// Running (acknowledged) fires whose deadline has passed, from `fires_running_deadline`
-/// (named on SQLite: without statistics its planner takes the state index and sorts
-/// every running fire, once a second).
+/// (SQLite's state index would have it sort every running fire, once a second).
 pub fn past_deadline(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<Vec<FireRow>> {
-    let table = match conn {
-        DbConnection::Sqlite(_) => "fires INDEXED BY fires_running_deadline",
-        DbConnection::Postgresql(_) => "fires",
-    };
+    let table = indexed_by(conn, "fires", "fires_running_deadline");
     let mut query = Statement::new(format!(
         "SELECT * FROM {table} WHERE state = 'running' AND deadline_at < "
     ));

@@ -237,13 +237,26 @@ pub fn update_from_rows(
         .join(", ");
     match conn {
         DbConnection::Sqlite(_) => (
-            format!("UPDATE OR FAIL {table} SET {set} FROM (SELECT {named} FROM (VALUES "),
+            format!(
+                "{} {table} SET {set} FROM (SELECT {named} FROM (VALUES ",
+                many_rows(conn, "UPDATE")
+            ),
             ") AS listed) AS v WHERE ".to_string(),
         ),
         DbConnection::Postgresql(_) => (
             format!("WITH v AS MATERIALIZED (SELECT {named} FROM (VALUES "),
             format!(") AS listed) UPDATE {table} SET {set} FROM v WHERE "),
         ),
+    }
+}
+
+/// `table` read through `index` on SQLite (`INDEXED BY`), where the planner has no
+/// statistics and takes the state index for any condition on `state`, walking every
+/// fire in that state; PostgreSQL picks the index by itself.
+pub fn indexed_by(conn: &DbConnection, table: &str, index: &str) -> String {
+    match conn {
+        DbConnection::Sqlite(_) => format!("{table} INDEXED BY {index}"),
+        DbConnection::Postgresql(_) => table.to_string(),
     }
 }
 
