@@ -594,6 +594,47 @@ fn many_row_updates_look_up_each_listed_fire_by_key() {
     .expect("the transaction runs");
 }
 
+/// An executor's task list and a job's running fires are counted in
+/// `fires_running_deadline` (migration 15): 30,000 claimed fires waiting to go out cost
+/// the counts nothing. Through the old state index (`state IN ('fired', 'running')`)
+/// each count read every open fire's row, a cost that grew with the backlog itself.
+#[test]
+fn open_fire_counts_read_only_running_fires() {
+    use cronhook::db::{fires, DbConnection};
+    use diesel::connection::{Connection, SimpleConnection};
+    let Some((_pg, db)) = migrated("postgres_features::open_counts") else {
+        return;
+    };
+    let mut conn = db.write().expect("a connection");
+    let conn: &mut DbConnection = &mut conn;
+    let now = chrono::Utc::now().timestamp_millis();
+    let ids = fires::insert_new(conn, &claimed_fires(30_000, now)).expect("fires inserted");
+    assert_eq!(ids.len(), 30_000);
+    let acks = acknowledged(&ids[..64], now);
+    assert_eq!(
+        fires::mark_running_many(conn, &acks)
+            .expect("acknowledged")
+            .len(),
+        64
+    );
+    conn.batch_execute("ANALYZE fires")
+        .expect("statistics taken");
+    conn.transaction(|conn| -> diesel::QueryResult<()> {
+        let before = reads(conn, "fires");
+        let counts = fires::open_counts_by_executor(conn, &["e".to_string()])?;
+        assert_eq!(counts, [("e".to_string(), 64)]);
+        assert_eq!(fires::count_running_for_job(conn, "job")?, 64);
+        let counting = reads(conn, "fires").since(before);
+        assert_eq!(counting.seq_read, 0, "{counting:?}");
+        assert!(
+            counting.by_index <= 128,
+            "at most one row per running fire and count, none of the waiting ones: {counting:?}"
+        );
+        Ok(())
+    })
+    .expect("the transaction runs");
+}
+
 /// The dispatch fence runs on every fire sent. On PostgreSQL it must stay a heap-only
 /// (HOT) update — no index names `dispatched_at`, and `fires` leaves room on its pages
 /// (migration 11) — or each fence writes a new entry into every index of `fires`.

@@ -8,6 +8,7 @@ use super::statement::{
     filter_only, fixed_chunks, indexed_by, many_rows, update_from_rows, Statement,
 };
 use super::DbConnection;
+use crate::domain::FireState;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, PartialEq)]
 #[diesel(table_name = fires)]
@@ -147,7 +148,16 @@ pub fn list(conn: &mut DbConnection, filter: &FireFilter) -> QueryResult<(Vec<Fi
             query = query.filter(fires::job_id.eq(job.clone()));
         }
         if let Some(state) = &filter.state {
-            query = query.filter(fires::state.eq(state.clone()));
+            // A known state goes into the text, not a bound value, so that the planner
+            // can see that `fires_running_deadline` holds exactly the running fires
+            // (SQLite's planner does not look into bound values: QPSG).
+            query = match FireState::ALL.into_iter().find(|s| s.as_str() == state) {
+                Some(known) => query.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+                    "fires.state = '{}'",
+                    known.as_str()
+                ))),
+                None => query.filter(fires::state.eq(state.clone())),
+            };
         }
         if let Some(from) = filter.from {
             query = query.filter(fires::scheduled_at.ge(from));
@@ -489,31 +499,47 @@ pub fn past_deadline(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResu
 /// next start) fires it. A fire whose send was cut short goes out again with the same
 /// fire id, which executors de-duplicate.
 pub fn release_owned(conn: &mut DbConnection, node: &str) -> QueryResult<usize> {
-    diesel::update(
-        fires::table
-            .filter(fires::owner_node.eq(node))
-            .filter(fires::state.eq("fired")),
-    )
-    .set((
-        fires::owner_node.eq(None::<String>),
-        fires::dispatched_at.eq(None::<i64>),
-    ))
-    .execute(conn)
+    let mut release = Statement::new(release_owned_where());
+    release.bind(node);
+    release.execute(conn)
+}
+
+/// `UPDATE` of owned waiting fires (from `fires_owned_waiting`) that hands them back;
+/// the caller adds which owners.
+fn release_owned_where() -> &'static str {
+    // The owner is named after the state so that both planners see the partial
+    // index's condition in the text (a bound 'fired' would not show it).
+    "UPDATE fires SET owner_node = NULL, dispatched_at = NULL \
+     WHERE state = 'fired' AND owner_node IS NOT NULL AND owner_node = "
 }
 
 /// Releases the unanswered fires of nodes that are not in `live_nodes` (stopped or dead).
 pub fn release_orphaned(conn: &mut DbConnection, live_nodes: &[String]) -> QueryResult<usize> {
-    diesel::update(
-        fires::table
-            .filter(fires::owner_node.is_not_null())
-            .filter(fires::owner_node.ne_all(live_nodes))
-            .filter(fires::state.eq("fired")),
-    )
-    .set((
-        fires::owner_node.eq(None::<String>),
-        fires::dispatched_at.eq(None::<i64>),
-    ))
-    .execute(conn)
+    // Owners first, from the index alone: only the orphans' rows are then written.
+    let owners: Vec<OwnerRow> = {
+        let table = indexed_by(conn, "fires", "fires_owned_waiting");
+        Statement::new(format!(
+            "SELECT DISTINCT owner_node FROM {table} \
+             WHERE state = 'fired' AND owner_node IS NOT NULL"
+        ))
+        .load(conn)?
+    };
+    let mut released = 0;
+    for owner in owners {
+        if live_nodes.contains(&owner.owner_node) {
+            continue;
+        }
+        let mut release = Statement::new(release_owned_where());
+        release.bind(owner.owner_node.as_str());
+        released += release.execute(conn)?;
+    }
+    Ok(released)
+}
+
+#[derive(QueryableByName)]
+struct OwnerRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    owner_node: String,
 }
 
 /// Drops fires recorded but not yet dispatched for a job (its schedule changed or it was paused).
@@ -563,34 +589,69 @@ pub fn cancelled_on(
         .load(conn)
 }
 
-/// Open fires (`fired` or `running`) per executor label: each executor's task list length.
+/// Open fires per executor label: each executor's task list length. Only a `running`
+/// fire names its executor (the acknowledgement writes it), so these are the running
+/// ones, counted in `fires_running_deadline` without reading a row; a waiting backlog
+/// of `fired` fires costs the count nothing.
 pub fn open_counts_by_executor(
     conn: &mut DbConnection,
     executors: &[String],
-) -> QueryResult<Vec<(Option<String>, i64)>> {
-    use diesel::dsl::count_star;
-    fires::table
-        .filter(fires::state.eq_any(["fired", "running"]))
-        .filter(fires::executor.eq_any(executors))
-        .group_by(fires::executor)
-        .select((fires::executor, count_star()))
-        .load(conn)
+) -> QueryResult<Vec<(String, i64)>> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        executor: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        open: i64,
+    }
+    let table = indexed_by(conn, "fires", "fires_running_deadline");
+    let mut counts = Vec::new();
+    for chunk in fixed_chunks(executors, super::IDS_PER_STATEMENT) {
+        let mut query = Statement::new(format!(
+            "SELECT executor, COUNT(*) AS open FROM {table} \
+             WHERE state = 'running' AND executor IN "
+        ));
+        query
+            .bind_list(chunk.iter().map(String::as_str))
+            .sql(" GROUP BY executor");
+        counts.extend(
+            query
+                .load::<Count>(conn)?
+                .into_iter()
+                .map(|count| (count.executor, count.open)),
+        );
+    }
+    Ok(counts)
 }
 
-/// `(executor label, job id)` of every open fire on the given executors.
+/// `(executor label, job id)` of every open (running) fire on the given executors, as
+/// [`open_counts_by_executor`] counts them.
 pub fn open_jobs_by_executor(
     conn: &mut DbConnection,
     executors: &[String],
 ) -> QueryResult<Vec<(String, String)>> {
-    let rows: Vec<(Option<String>, String)> = fires::table
-        .filter(fires::state.eq_any(["fired", "running"]))
-        .filter(fires::executor.eq_any(executors))
-        .select((fires::executor, fires::job_id))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(label, job)| label.map(|l| (l, job)))
-        .collect())
+    #[derive(QueryableByName)]
+    struct OpenJob {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        executor: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        job_id: String,
+    }
+    let table = indexed_by(conn, "fires", "fires_running_deadline");
+    let mut open = Vec::new();
+    for chunk in fixed_chunks(executors, super::IDS_PER_STATEMENT) {
+        let mut query = Statement::new(format!(
+            "SELECT executor, job_id FROM {table} WHERE state = 'running' AND executor IN "
+        ));
+        query.bind_list(chunk.iter().map(String::as_str));
+        open.extend(
+            query
+                .load::<OpenJob>(conn)?
+                .into_iter()
+                .map(|row| (row.executor, row.job_id)),
+        );
+    }
+    Ok(open)
 }
 
 /// Fires per job that [`average_durations`] averages.
@@ -653,11 +714,17 @@ pub fn postpone(conn: &mut DbConnection, id: &str, due_at: i64) -> QueryResult<u
 
 /// Running fires on the executor with this label.
 pub fn running_on(conn: &mut DbConnection, executor: &str) -> QueryResult<Vec<FireRow>> {
-    fires::table
-        .filter(fires::state.eq("running"))
-        .filter(fires::executor.eq(executor))
-        .select(FireRow::as_select())
-        .load(conn)
+    let mut query = Statement::new(running_where(conn, "*", "executor"));
+    query.bind(executor);
+    query.load(conn)
+}
+
+/// `SELECT {columns}` of running fires whose `{column} = ` the bound value that follows,
+/// read from `fires_running_deadline`: it holds every running fire with its executor
+/// and job, so the condition is checked in the index and only matches read a row.
+fn running_where(conn: &DbConnection, columns: &str, column: &str) -> String {
+    let table = indexed_by(conn, "fires", "fires_running_deadline");
+    format!("SELECT {columns} FROM {table} WHERE state = 'running' AND {column} = ")
 }
 
 /// Broadcast: records the original fire's share count.
@@ -668,19 +735,27 @@ pub fn set_shard_total(conn: &mut DbConnection, id: &str, total: i32) -> QueryRe
 }
 
 pub fn running_ids_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<Vec<String>> {
-    fires::table
-        .filter(fires::job_id.eq(job_id))
-        .filter(fires::state.eq("running"))
-        .select(fires::id)
-        .load(conn)
+    let mut query = Statement::new(running_where(conn, "id", "job_id"));
+    query.bind(job_id);
+    Ok(query
+        .load::<super::IdRow>(conn)?
+        .into_iter()
+        .map(|row| row.id)
+        .collect())
 }
 
 pub fn count_running_for_job(conn: &mut DbConnection, job_id: &str) -> QueryResult<i64> {
-    fires::table
-        .filter(fires::job_id.eq(job_id))
-        .filter(fires::state.eq("running"))
-        .count()
-        .get_result(conn)
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        running: i64,
+    }
+    let mut query = Statement::new(running_where(conn, "COUNT(*) AS running", "job_id"));
+    query.bind(job_id);
+    Ok(query
+        .load::<Count>(conn)?
+        .first()
+        .map_or(0, |count| count.running))
 }
 
 /// Records when a fire was sent and acknowledged, if a write-back already finished it.
@@ -709,15 +784,40 @@ pub fn waiting_before(
     horizon: i64,
     limit: i64,
 ) -> QueryResult<Vec<(String, i64)>> {
-    fires::table
-        .filter(fires::state.eq("fired"))
-        .filter(fires::dispatched_at.is_null())
-        .filter(fires::due_at.ge(from))
-        .filter(fires::due_at.lt(horizon))
-        .order(fires::due_at.asc())
-        .limit(limit)
-        .select((fires::job_id, fires::due_at))
-        .load(conn)
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        job_id: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        due_at: i64,
+    }
+    // Unowned and owned waiting fires have an index each, both led by `due_at`.
+    let mut waiting = Vec::new();
+    for (index, owned) in [
+        ("fires_unowned_pending", "IS NULL"),
+        ("fires_owned_waiting", "IS NOT NULL"),
+    ] {
+        let table = indexed_by(conn, "fires", index);
+        let mut query = Statement::new(format!(
+            "SELECT job_id, due_at FROM {table} WHERE state = 'fired' \
+             AND owner_node {owned} AND dispatched_at IS NULL AND due_at >= "
+        ));
+        query
+            .bind(from)
+            .sql(" AND due_at < ")
+            .bind(horizon)
+            .sql(" ORDER BY due_at LIMIT ")
+            .bind(limit);
+        waiting.extend(
+            query
+                .load::<Waiting>(conn)?
+                .into_iter()
+                .map(|row| (row.job_id, row.due_at)),
+        );
+    }
+    waiting.sort_by_key(|(_, due_at)| *due_at);
+    waiting.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(waiting)
 }
 
 /// A job's fires recorded and waiting to be sent, due in `[from, until]` (the plan's "recorded" rows).
@@ -774,5 +874,123 @@ mod tests {
         let triggers =
             crate::db::triggers::find_many(&mut conn, &ids).expect("trigger lookup runs");
         assert!(triggers.is_empty());
+    }
+
+    /// Without an index on the state (migration 15), open fires are found through
+    /// `fires_running_deadline` (running ones, with their executor and job) and
+    /// `fires_owned_waiting` / `fires_unowned_pending` (waiting ones).
+    #[test]
+    fn open_fires_are_found_through_their_own_indexes() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("open.db").display());
+        let db = Db::open(&url).expect("db opens");
+        db.run_migrations().expect("migrations apply");
+        let mut conn = db.write().expect("a connection");
+        let conn: &mut DbConnection = &mut conn;
+        conn.batch_execute(
+            "INSERT INTO fires (id, job_id, job_version, attempt, state, scheduled_at, due_at, \
+             fired_at, owner_node, executor, deadline_at, finished_at) VALUES \
+             ('waiting-a', 'j1', 1, 1, 'fired', 100, 100, 90, 'node-a', NULL, NULL, NULL), \
+             ('waiting-b', 'j2', 1, 1, 'fired', 200, 200, 90, 'node-b', NULL, NULL, NULL), \
+             ('pending', 'j2', 1, 1, 'fired', 150, 150, 90, NULL, NULL, NULL, NULL), \
+             ('running-1', 'j1', 1, 1, 'running', 50, 50, 40, 'node-a', 'app/e1', 5000, NULL), \
+             ('running-2', 'j2', 1, 1, 'running', 60, 60, 40, 'node-a', 'app/e1', 900, NULL), \
+             ('running-3', 'j1', 1, 1, 'running', 70, 70, 40, 'node-a', 'app/e2', 6000, NULL), \
+             ('done', 'j1', 1, 1, 'succeeded', 10, 10, 5, NULL, 'app/e1', 100, 20)",
+        )
+        .expect("fires inserted");
+
+        let labels = [
+            "app/e1".to_string(),
+            "app/e2".to_string(),
+            "app/e3".to_string(),
+        ];
+        let mut counts = open_counts_by_executor(conn, &labels).expect("counts");
+        counts.sort();
+        assert_eq!(counts, [("app/e1".into(), 2), ("app/e2".into(), 1)]);
+        let mut jobs = open_jobs_by_executor(conn, &labels[..1]).expect("open jobs");
+        jobs.sort();
+        assert_eq!(
+            jobs,
+            [
+                ("app/e1".into(), "j1".into()),
+                ("app/e1".into(), "j2".into())
+            ]
+        );
+        assert_eq!(count_running_for_job(conn, "j1").expect("count"), 2);
+        assert_eq!(count_running_for_job(conn, "j3").expect("count"), 0);
+        let mut ids = running_ids_for_job(conn, "j1").expect("ids");
+        ids.sort();
+        assert_eq!(ids, ["running-1", "running-3"]);
+        let on_e2: Vec<String> = running_on(conn, "app/e2")
+            .expect("running on")
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(on_e2, ["running-3"]);
+        let late: Vec<String> = past_deadline(conn, 1_000, 10)
+            .expect("past deadline")
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(late, ["running-2"]);
+
+        // Waiting fires, owned or not, soonest first.
+        let waiting = waiting_before(conn, 0, 1_000, 10).expect("waiting");
+        assert_eq!(
+            waiting,
+            [("j1".into(), 100), ("j2".into(), 150), ("j2".into(), 200)]
+        );
+        assert_eq!(waiting_before(conn, 0, 1_000, 2).expect("waiting").len(), 2);
+        // node-b is gone: its waiting fire is handed back; node-a's and the running
+        // fires are left alone.
+        assert_eq!(
+            release_orphaned(conn, &["node-a".into()]).expect("release"),
+            1
+        );
+        assert_eq!(
+            release_orphaned(conn, &["node-a".into()]).expect("release"),
+            0
+        );
+        assert_eq!(release_owned(conn, "node-a").expect("release"), 1);
+        let owners: Vec<(String, Option<String>)> = fires::table
+            .filter(fires::state.eq("fired"))
+            .select((fires::id, fires::owner_node))
+            .order(fires::id)
+            .load(conn)
+            .expect("owners");
+        assert_eq!(
+            owners,
+            [
+                ("pending".into(), None),
+                ("waiting-a".into(), None),
+                ("waiting-b".into(), None)
+            ]
+        );
+        assert_eq!(count_running_for_job(conn, "j1").expect("count"), 2);
+
+        // The counts read the index alone.
+        #[derive(QueryableByName)]
+        struct PlanRow {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        let DbConnection::Sqlite(lite) = conn else {
+            panic!("a SQLite connection")
+        };
+        let plan: Vec<PlanRow> = diesel::sql_query(
+            "EXPLAIN QUERY PLAN SELECT executor, COUNT(*) AS open \
+             FROM fires INDEXED BY fires_running_deadline \
+             WHERE state = 'running' AND executor IN ('app/e1') GROUP BY executor",
+        )
+        .load(lite)
+        .expect("a plan");
+        assert!(
+            plan.iter()
+                .any(|row| row.detail.contains("COVERING INDEX fires_running_deadline")),
+            "{:?}",
+            plan.iter().map(|row| &row.detail).collect::<Vec<_>>()
+        );
     }
 }

@@ -18,19 +18,21 @@ fn finished_states() -> Vec<&'static str> {
         .collect()
 }
 
-/// Removes up to `batch` finished fires that finished before `cutoff`. A fire finishes
-/// after it fires, so `fired_at < cutoff` adds no condition of its own: it is what lets
-/// `fires_state_fired_at` find the batch, as no index holds `finished_at` (a finish
-/// writes no retention index entry). Within each finished state, oldest first.
+/// Removes up to `batch` finished fires that fired and finished before `cutoff`. They
+/// are found by scheduled instant, through the unique index it leads (no index holds
+/// `finished_at` or the state: a finish writes no index entry): a fire is scheduled
+/// before it fires, or at most a claim's look-ahead after, and such a fire is taken
+/// by a later purge.
 pub fn purge_finished_before(
     conn: &mut DbConnection,
     cutoff: i64,
     batch: i64,
 ) -> QueryResult<usize> {
     let ids: Vec<String> = fires::table
-        .filter(fires::state.eq_any(finished_states()))
+        .filter(fires::scheduled_at.lt(cutoff))
         .filter(fires::fired_at.lt(cutoff))
         .filter(fires::finished_at.lt(cutoff))
+        .filter(fires::state.eq_any(finished_states()))
         .select(fires::id)
         .limit(batch)
         .load(conn)?;

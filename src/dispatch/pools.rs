@@ -307,9 +307,7 @@ fn load_pool(
     let mut open: HashMap<String, (i64, f64)> = HashMap::new();
     let Some(mut jobs) = eta_jobs else {
         for (label, count) in db::fires::open_counts_by_executor(conn, &labels)? {
-            if let Some(label) = label {
-                open.entry(label).or_default().0 += count;
-            }
+            open.entry(label).or_default().0 += count;
         }
         return Ok(LoadedPool {
             rows,

@@ -200,7 +200,6 @@ pub async fn list(_: Admin, state: State, query: web::Query<ListQuery>) -> AppRe
             let labels: Vec<String> = rows.iter().flat_map(executor_labels).collect();
             let counts: HashMap<String, i64> = db::fires::open_counts_by_executor(conn, &labels)?
                 .into_iter()
-                .filter_map(|(label, n)| label.map(|l| (l, n)))
                 .collect();
             let now = now_ms();
             Ok(rows
