@@ -604,24 +604,13 @@ pub fn open_counts_by_executor(
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         open: i64,
     }
-    let table = indexed_by(conn, "fires", "fires_running_deadline");
-    let mut counts = Vec::new();
-    for chunk in fixed_chunks(executors, super::IDS_PER_STATEMENT) {
-        let mut query = Statement::new(format!(
-            "SELECT executor, COUNT(*) AS open FROM {table} \
-             WHERE state = 'running' AND executor IN "
-        ));
-        query
-            .bind_list(chunk.iter().map(String::as_str))
-            .sql(" GROUP BY executor");
-        counts.extend(
-            query
-                .load::<Count>(conn)?
-                .into_iter()
-                .map(|count| (count.executor, count.open)),
-        );
-    }
-    Ok(counts)
+    let counts: Vec<Count> = running_on_executors(
+        conn,
+        executors,
+        "executor, COUNT(*) AS open",
+        " GROUP BY executor",
+    )?;
+    Ok(counts.into_iter().map(|c| (c.executor, c.open)).collect())
 }
 
 /// `(executor label, job id)` of every open (running) fire on the given executors, as
@@ -637,21 +626,31 @@ pub fn open_jobs_by_executor(
         #[diesel(sql_type = diesel::sql_types::Text)]
         job_id: String,
     }
+    let open: Vec<OpenJob> = running_on_executors(conn, executors, "executor, job_id", "")?;
+    Ok(open.into_iter().map(|o| (o.executor, o.job_id)).collect())
+}
+
+/// `SELECT {columns}` of the running fires on `executors` (by label) from
+/// `fires_running_deadline`, `{tail}` appended; the executor lists go in chunks.
+fn running_on_executors<R>(
+    conn: &mut DbConnection,
+    executors: &[String],
+    columns: &str,
+    tail: &'static str,
+) -> QueryResult<Vec<R>>
+where
+    R: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + 'static,
+{
     let table = indexed_by(conn, "fires", "fires_running_deadline");
-    let mut open = Vec::new();
+    let mut rows = Vec::new();
     for chunk in fixed_chunks(executors, super::IDS_PER_STATEMENT) {
         let mut query = Statement::new(format!(
-            "SELECT executor, job_id FROM {table} WHERE state = 'running' AND executor IN "
+            "SELECT {columns} FROM {table} WHERE state = 'running' AND executor IN "
         ));
-        query.bind_list(chunk.iter().map(String::as_str));
-        open.extend(
-            query
-                .load::<OpenJob>(conn)?
-                .into_iter()
-                .map(|row| (row.executor, row.job_id)),
-        );
+        query.bind_list(chunk.iter().map(String::as_str)).sql(tail);
+        rows.extend(query.load::<R>(conn)?);
     }
-    Ok(open)
+    Ok(rows)
 }
 
 /// Fires per job that [`average_durations`] averages.
