@@ -73,16 +73,95 @@ fn record_acknowledgements(
         .iter()
         .map(|ack| {
             if !running.contains(&ack.id) {
-                db::fires::fill_dispatch_facts(
-                    conn,
-                    &ack.id,
-                    ack.dispatched_at,
-                    ack.acked_at,
-                    ack.http_status,
-                    &ack.executor,
-                )?;
+                db::fires::fill_dispatch_facts(conn, ack)?;
             }
             Ok(())
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::fires::{self, Finish};
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    /// An executor that answers at once can write its result back before its 202 is
+    /// recorded: the fire stays finished, and the acknowledgement still fills in when
+    /// it was sent, acknowledged and due back.
+    #[test]
+    fn an_overtaken_acknowledgement_fills_in_the_dispatch_facts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("acks.db").display());
+        let db = Db::open(&url).expect("db opens");
+        db.run_migrations().expect("migrations apply");
+        let mut conn = db.write().expect("a connection");
+        let conn: &mut DbConnection = &mut conn;
+        conn.batch_execute(
+            "INSERT INTO fires (id, job_id, job_version, attempt, state, scheduled_at, \
+             due_at, fired_at, owner_node) VALUES \
+             ('overtaken', 'j', 1, 1, 'fired', 100, 100, 90, 'node-a'), \
+             ('in-order', 'j', 1, 1, 'fired', 100, 100, 90, 'node-a')",
+        )
+        .expect("fires inserted");
+        let written_back = Finish {
+            state: "succeeded",
+            finished_at: 120,
+            ..Default::default()
+        };
+        assert_eq!(
+            fires::finish(conn, "overtaken", &["fired", "running"], &written_back)
+                .expect("write-back recorded"),
+            1
+        );
+        let ack = |id: &str| Acknowledged {
+            id: id.into(),
+            dispatched_at: 101,
+            acked_at: 125,
+            deadline_at: 30_101,
+            http_status: 202,
+            executor: "app/e1".into(),
+        };
+        let results =
+            record_acknowledgements(conn, &[ack("overtaken"), ack("in-order")]).expect("recorded");
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+        use crate::db::schema::fires as table;
+        type Facts = (
+            String,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Facts> = table::table
+            .select((
+                table::id,
+                table::state,
+                table::dispatched_at,
+                table::acked_at,
+                table::deadline_at,
+                table::executor,
+            ))
+            .order(table::id)
+            .load(conn)
+            .expect("fires read");
+        let filled = (
+            Some(101),
+            Some(125),
+            Some(30_101),
+            Some("app/e1".to_string()),
+        );
+        for (id, state, dispatched, acked, deadline, executor) in rows {
+            let expected_state = if id == "overtaken" {
+                "succeeded"
+            } else {
+                "running"
+            };
+            assert_eq!(state, expected_state, "{id}");
+            assert_eq!((dispatched, acked, deadline, executor), filled, "{id}");
+        }
+    }
 }
