@@ -346,7 +346,7 @@ pub fn mark_running_many(
         filter_only(conn, "fires.state")
     );
     let mut changed = Vec::with_capacity(acks.len());
-    for chunk in fixed_chunks(acks, super::ROWS_PER_UPDATE) {
+    for chunk in fixed_chunks(acks, super::rows_per_update(conn)) {
         let mut query = Statement::new(&before_rows);
         query
             .bind_rows(chunk, |ack| {
@@ -442,7 +442,7 @@ pub fn finish_many(
         filter_only(conn, "fires.state")
     );
     let mut changed = Vec::with_capacity(items.len());
-    for chunk in fixed_chunks(items, super::ROWS_PER_UPDATE) {
+    for chunk in fixed_chunks(items, super::rows_per_update(conn)) {
         let mut query = Statement::new(&before_rows);
         query
             .bind_rows(chunk, |(id, f)| {

@@ -84,7 +84,7 @@ pub fn advance_many(conn: &mut DbConnection, advances: &[Advance]) -> QueryResul
         "next_fire_at = v.next_fire_at, fire_count = triggers.fire_count + v.fired",
         &["id", "next_fire_at", "fired"],
     );
-    for chunk in super::statement::fixed_chunks(advances, super::ROWS_PER_UPDATE) {
+    for chunk in super::statement::fixed_chunks(advances, super::rows_per_update(conn)) {
         let mut query = super::statement::Statement::new(&before_rows);
         query
             .bind_rows(chunk, |(id, next, fired)| {

@@ -1,7 +1,7 @@
 //! The executors of each app as dispatch sees them, so picking an executor for a fire
 //! costs no query. A pool is loaded from the database (valid executors, their task
-//! lists; for `shortest_eta` also the jobs' average durations) at most every
-//! [`POOL_REFRESH_MS`], or at once when the registry changed on this node (a heartbeat
+//! lists; for `shortest_eta` also the jobs' average durations) every
+//! [`POOL_REFRESH_MS`] (longer when loading is slow: [`refresh_after`]), or at once when the registry changed on this node (a heartbeat
 //! that changes where work may go, an executor that stopped answering); fires this node hands out in
 //! between are counted in, so `least_loaded` spreads a burst instead of sending it
 //! all to whichever executor looked idlest at the last load.
@@ -26,16 +26,24 @@ use crate::time::now_ms;
 
 /// Longest time a loaded pool is used before it is loaded again, when loading is quick.
 pub const POOL_REFRESH_MS: u64 = 250;
-/// A slow load is used for this many times as long as it took before the next: the
-/// open-fire count reads every open fire of the app's executors (on PostgreSQL with
-/// each one's stale index entries until vacuum), 180 ms a load at 10,000 fires/s in
-/// callback mode, and loading every 250 ms made it the largest single cost of the
-/// database. Fires this node hands out in between are counted in anyway.
-const REFRESH_PER_LOAD_TIME: u32 = 4;
+/// A slow load is used for this many times as long as it took before the next, so
+/// loading takes at most a twenty-fifth of a connection's time. The open-fire count
+/// reads every running fire of the app's executors; on PostgreSQL with each one's
+/// heap tuple for visibility (and the entries of finished ones until vacuum): 34 ms a
+/// load at 10,000 fires/s in callback mode, 12 % of the server's statement time when
+/// loaded every 250 ms. Fires this node hands out in between are counted in anyway.
+const REFRESH_PER_LOAD_TIME: u32 = 25;
+/// However slow the load, a pool is not used for longer than this: the counts it
+/// started from only grow between loads (fires handed out are added, finished ones
+/// are not taken off).
+const LONGEST_REFRESH_MS: u64 = 2_000;
 
 /// How long a pool that took `took` to load is used before the next load.
 fn refresh_after(took: Duration) -> Duration {
-    Duration::from_millis(POOL_REFRESH_MS).max(took * REFRESH_PER_LOAD_TIME)
+    (took * REFRESH_PER_LOAD_TIME).clamp(
+        Duration::from_millis(POOL_REFRESH_MS),
+        Duration::from_millis(LONGEST_REFRESH_MS),
+    )
 }
 /// Duration assumed for a job with no finished runs yet.
 const DEFAULT_DURATION_MS: f64 = 1_000.0;
@@ -348,10 +356,14 @@ mod tests {
     fn a_slow_load_is_used_for_longer() {
         let quick = Duration::from_millis(POOL_REFRESH_MS);
         assert_eq!(refresh_after(Duration::from_millis(3)), quick);
-        assert_eq!(refresh_after(Duration::from_millis(60)), quick);
+        assert_eq!(refresh_after(Duration::from_millis(10)), quick);
+        assert_eq!(
+            refresh_after(Duration::from_millis(34)),
+            Duration::from_millis(850)
+        );
         assert_eq!(
             refresh_after(Duration::from_millis(180)),
-            Duration::from_millis(720)
+            Duration::from_millis(LONGEST_REFRESH_MS)
         );
     }
 
