@@ -658,45 +658,80 @@ const DURATION_SAMPLE: i64 = 50;
 
 /// Average run time (ms) of each job's recent succeeded fires: the executor's reported
 /// start to finish where it reported them (time queued on the executor excluded),
-/// dispatch to finish otherwise. One query per job, so each reads its newest
-/// [`DURATION_SAMPLE`] fires from `fires_job_scheduled` (recent by scheduled instant:
-/// no index holds `finished_at`) and a busy job cannot crowd the others out.
+/// dispatch to finish otherwise. Each job's newest [`DURATION_SAMPLE`] fires are read
+/// from `fires_job_scheduled` (recent by scheduled instant: no index holds
+/// `finished_at`), so a busy job cannot crowd the others out. On SQLite one query per
+/// job (in-process: a query costs no round trip); on PostgreSQL one per chunk of jobs,
+/// each job's sample taken by a `LATERAL` subquery, as a pool of many jobs made
+/// thousands of round trips a load.
 pub fn average_durations(
     conn: &mut DbConnection,
     job_ids: &[String],
 ) -> QueryResult<Vec<(String, f64)>> {
-    /// Reported start and end, dispatch and finish.
-    type Times = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-    let mut averages = Vec::with_capacity(job_ids.len());
-    for job_id in job_ids {
-        let rows: Vec<Times> = fires::table
-            .filter(fires::job_id.eq(job_id))
-            .filter(fires::state.eq("succeeded"))
-            .order(fires::scheduled_at.desc())
-            .limit(DURATION_SAMPLE)
-            .select((
-                fires::reported_started_at,
-                fires::reported_finished_at,
-                fires::dispatched_at,
-                fires::finished_at,
-            ))
-            .load(conn)?;
-        let spans: Vec<i64> = rows
-            .into_iter()
-            .filter_map(
-                |(started, ended, dispatched, finished)| match (started, ended) {
-                    (Some(s), Some(e)) => Some((s, e)),
-                    _ => dispatched.zip(finished),
-                },
-            )
-            .map(|(from, to)| (to - from).max(0))
-            .collect();
-        if !spans.is_empty() {
-            let total: i64 = spans.iter().sum();
-            averages.push((job_id.clone(), total as f64 / spans.len() as f64));
+    const TIMES: &str = "reported_started_at, reported_finished_at, dispatched_at, finished_at";
+    // Follows `fires.job_id = <the job>`.
+    let newest = format!(
+        " AND fires.state = 'succeeded' ORDER BY fires.scheduled_at DESC LIMIT {DURATION_SAMPLE}"
+    );
+    let mut samples: Vec<DurationSample> = Vec::new();
+    match conn {
+        DbConnection::Sqlite(_) => {
+            for job_id in job_ids {
+                let mut query = Statement::new(format!(
+                    "SELECT job_id, {TIMES} FROM fires WHERE fires.job_id = "
+                ));
+                query.bind(job_id.as_str()).sql(newest.as_str());
+                samples.extend(query.load::<DurationSample>(conn)?);
+            }
+        }
+        DbConnection::Postgresql(_) => {
+            let lateral = format!(
+                ") AS v (job_id) CROSS JOIN LATERAL \
+                 (SELECT {TIMES} FROM fires WHERE fires.job_id = v.job_id{newest}) AS f"
+            );
+            for chunk in fixed_chunks(job_ids, super::IDS_PER_STATEMENT) {
+                let mut query = Statement::new("SELECT v.job_id, f.* FROM (VALUES ");
+                query
+                    .bind_rows(chunk, |job_id| [job_id.as_str().into()])
+                    .sql(lateral.as_str());
+                samples.extend(query.load::<DurationSample>(conn)?);
+            }
         }
     }
-    Ok(averages)
+    let mut spans: std::collections::HashMap<String, (i64, i64)> = Default::default();
+    for sample in samples {
+        let span = match (sample.reported_started_at, sample.reported_finished_at) {
+            (Some(started), Some(ended)) => Some((started, ended)),
+            _ => sample.dispatched_at.zip(sample.finished_at),
+        };
+        if let Some((from, to)) = span {
+            let (total, count) = spans.entry(sample.job_id).or_default();
+            *total += (to - from).max(0);
+            *count += 1;
+        }
+    }
+    Ok(job_ids
+        .iter()
+        .filter_map(|job_id| {
+            let (total, count) = spans.get(job_id)?;
+            Some((job_id.clone(), *total as f64 / *count as f64))
+        })
+        .collect())
+}
+
+/// One of a job's recent succeeded fires, as [`average_durations`] reads it.
+#[derive(QueryableByName)]
+struct DurationSample {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    job_id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    reported_started_at: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    reported_finished_at: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    dispatched_at: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    finished_at: Option<i64>,
 }
 
 /// Releases a fire that has not gone out to be claimed again at `due_at` (a pinned
@@ -869,6 +904,61 @@ mod tests {
         let triggers =
             crate::db::triggers::find_many(&mut conn, &ids).expect("trigger lookup runs");
         assert!(triggers.is_empty());
+    }
+
+    /// `shortest_eta` weighs each job by the average of its newest 50 succeeded runs:
+    /// reported start to end where reported, dispatch to finish otherwise.
+    #[test]
+    fn average_durations_take_each_jobs_newest_succeeded_runs() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("durations.db").display());
+        let db = Db::open(&url).expect("db opens");
+        db.run_migrations().expect("migrations apply");
+        let mut conn = db.write().expect("a connection");
+        let conn: &mut DbConnection = &mut conn;
+        conn.batch_execute(&duration_fixture())
+            .expect("fires inserted");
+        let jobs: Vec<String> = ["a", "b", "busy", "none"].map(String::from).into();
+        let mut averages = average_durations(conn, &jobs).expect("averages");
+        averages.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            averages,
+            [
+                ("a".into(), 400.0),
+                ("b".into(), 100.0),
+                ("busy".into(), 10.0)
+            ]
+        );
+    }
+
+    /// Job `a`: reported spans 100, 200, 300 and one unreported (dispatch to finish
+    /// 1,000): 400. Job `b`: unreported 50 and 150, and a failed run of 10,000 that
+    /// does not count: 100. Job `busy`: 50 newest runs of 10, 10 older ones of 1,000: 10.
+    fn duration_fixture() -> String {
+        let mut rows = vec![
+            "('a1', 'a', 'succeeded', 1, 0, 1000, 0, 100)".to_string(),
+            "('a2', 'a', 'succeeded', 2, 0, 1000, 0, 200)".into(),
+            "('a3', 'a', 'succeeded', 3, 0, 1000, 0, 300)".into(),
+            "('a4', 'a', 'succeeded', 4, 0, 1000, NULL, NULL)".into(),
+            "('b1', 'b', 'succeeded', 1, 0, 50, NULL, NULL)".into(),
+            "('b2', 'b', 'succeeded', 2, 0, 150, NULL, NULL)".into(),
+            "('b3', 'b', 'failed', 3, 0, 10000, NULL, NULL)".into(),
+        ];
+        for i in 0..60 {
+            let span = if i < 10 { 1_000 } else { 10 };
+            rows.push(format!(
+                "('busy{i}', 'busy', 'succeeded', {}, 0, {span}, NULL, NULL)",
+                100 + i
+            ));
+        }
+        format!(
+            "INSERT INTO fires (id, job_id, state, scheduled_at, dispatched_at, finished_at, \
+             reported_started_at, reported_finished_at, job_version, attempt, due_at, \
+             fired_at) SELECT column1, column2, column3, column4, column5, column6, \
+             column7, column8, 1, 1, column4, column4 FROM (VALUES {}) AS v",
+            rows.join(", ")
+        )
     }
 
     /// Without an index on the state (migration 15), open fires are found through
