@@ -635,58 +635,6 @@ fn open_fire_counts_read_only_running_fires() {
     .expect("the transaction runs");
 }
 
-/// `shortest_eta` averages each job's newest 50 succeeded runs. On PostgreSQL one
-/// statement reads them for many jobs (a `LATERAL` subquery per job) instead of a
-/// round trip per job; the answer is SQLite's.
-#[test]
-fn average_durations_take_each_jobs_newest_succeeded_runs() {
-    use cronhook::db::{fires, DbConnection};
-    use diesel::connection::SimpleConnection;
-    let Some((_pg, db)) = migrated("postgres_features::durations") else {
-        return;
-    };
-    let mut conn = db.write().expect("a connection");
-    let conn: &mut DbConnection = &mut conn;
-    // Job a: reported spans 100, 200, 300 and one unreported (dispatch to finish
-    // 1,000): 400. Job b: unreported 50 and 150, and a failed 10,000 that does not
-    // count: 100. Job busy: its 50 newest runs took 10, ten older ones 1,000: 10.
-    let mut rows = vec![
-        "('a1', 'a', 'succeeded', 1, 0, 1000, 0, 100)".to_string(),
-        "('a2', 'a', 'succeeded', 2, 0, 1000, 0, 200)".into(),
-        "('a3', 'a', 'succeeded', 3, 0, 1000, 0, 300)".into(),
-        "('a4', 'a', 'succeeded', 4, 0, 1000, NULL, NULL)".into(),
-        "('b1', 'b', 'succeeded', 1, 0, 50, NULL, NULL)".into(),
-        "('b2', 'b', 'succeeded', 2, 0, 150, NULL, NULL)".into(),
-        "('b3', 'b', 'failed', 3, 0, 10000, NULL, NULL)".into(),
-    ];
-    for i in 0..60 {
-        let span = if i < 10 { 1_000 } else { 10 };
-        rows.push(format!(
-            "('busy{i}', 'busy', 'succeeded', {}, 0, {span}, NULL, NULL)",
-            100 + i
-        ));
-    }
-    conn.batch_execute(&format!(
-        "INSERT INTO fires (id, job_id, state, scheduled_at, dispatched_at, finished_at, \
-         reported_started_at, reported_finished_at, job_version, attempt, due_at, fired_at) \
-         SELECT column1, column2, column3, column4, column5, column6, column7, column8, \
-         1, 1, column4, column4 FROM (VALUES {}) AS v",
-        rows.join(", ")
-    ))
-    .expect("fires inserted");
-    let jobs: Vec<String> = ["a", "b", "busy", "none"].map(String::from).into();
-    let mut averages = fires::average_durations(conn, &jobs).expect("averages");
-    averages.sort_by(|x, y| x.0.cmp(&y.0));
-    assert_eq!(
-        averages,
-        [
-            ("a".to_string(), 400.0),
-            ("b".to_string(), 100.0),
-            ("busy".to_string(), 10.0)
-        ]
-    );
-}
-
 /// The dispatch fence runs on every fire sent. On PostgreSQL it must stay a heap-only
 /// (HOT) update — no index names `dispatched_at`, and `fires` leaves room on its pages
 /// (migration 11) — or each fence writes a new entry into every index of `fires`.

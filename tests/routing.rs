@@ -659,3 +659,71 @@ async fn an_executor_that_does_not_offer_batches_gets_one_request_per_fire() {
     plain.served.stop().await;
     app.stop().await;
 }
+
+/// `shortest_eta` weighs each job by the average of its newest 50 succeeded runs:
+/// reported start to end where reported, dispatch to finish otherwise; failed runs do
+/// not count. SQLite asks per job; PostgreSQL reads many jobs in one statement (a
+/// `LATERAL` subquery per job), and must answer the same.
+fn assert_average_durations(db: &cronhook::db::Db) {
+    use cronhook::db::fires::average_durations;
+    use diesel::connection::SimpleConnection;
+    let mut conn = db.write().expect("a connection");
+    let conn: &mut cronhook::db::DbConnection = &mut conn;
+    // Job a: reported spans 100, 200, 300 and one unreported (dispatch to finish
+    // 1,000): 400. Job b: unreported 50 and 150, and a failed 10,000: 100. Job busy:
+    // its 50 newest runs took 10, ten older ones 1,000: 10. Job none: no runs.
+    let mut rows = vec![
+        "('a1', 'a', 'succeeded', 1, 0, 1000, 0, 100)".to_string(),
+        "('a2', 'a', 'succeeded', 2, 0, 1000, 0, 200)".into(),
+        "('a3', 'a', 'succeeded', 3, 0, 1000, 0, 300)".into(),
+        "('a4', 'a', 'succeeded', 4, 0, 1000, NULL, NULL)".into(),
+        "('b1', 'b', 'succeeded', 1, 0, 50, NULL, NULL)".into(),
+        "('b2', 'b', 'succeeded', 2, 0, 150, NULL, NULL)".into(),
+        "('b3', 'b', 'failed', 3, 0, 10000, NULL, NULL)".into(),
+    ];
+    for i in 0..60 {
+        let span = if i < 10 { 1_000 } else { 10 };
+        rows.push(format!(
+            "('busy{i}', 'busy', 'succeeded', {}, 0, {span}, NULL, NULL)",
+            100 + i
+        ));
+    }
+    conn.batch_execute(&format!(
+        "INSERT INTO fires (id, job_id, state, scheduled_at, dispatched_at, finished_at, \
+         reported_started_at, reported_finished_at, job_version, attempt, due_at, fired_at) \
+         SELECT column1, column2, column3, column4, column5, column6, column7, column8, \
+         1, 1, column4, column4 FROM (VALUES {}) AS v",
+        rows.join(", ")
+    ))
+    .expect("fires inserted");
+    let jobs: Vec<String> = ["a", "b", "busy", "none"].map(String::from).into();
+    let mut averages = average_durations(conn, &jobs).expect("averages");
+    averages.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        averages,
+        [
+            ("a".to_string(), 400.0),
+            ("b".to_string(), 100.0),
+            ("busy".to_string(), 10.0)
+        ]
+    );
+}
+
+#[test]
+fn average_durations_take_each_jobs_newest_succeeded_runs_on_sqlite() {
+    let dir = temp_dir();
+    let url = format!("sqlite://{}", dir.path().join("durations.db").display());
+    let db = cronhook::db::Db::open(&url).expect("the database opens");
+    db.run_migrations().expect("migrations run");
+    assert_average_durations(&db);
+}
+
+#[test]
+fn average_durations_take_each_jobs_newest_succeeded_runs_on_postgres() {
+    let Some(pg) = TempPostgres::create("routing::durations") else {
+        return;
+    };
+    let db = cronhook::db::Db::open(&pg.url).expect("the database opens");
+    db.run_migrations().expect("migrations run");
+    assert_average_durations(&db);
+}

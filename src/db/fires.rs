@@ -906,61 +906,6 @@ mod tests {
         assert!(triggers.is_empty());
     }
 
-    /// `shortest_eta` weighs each job by the average of its newest 50 succeeded runs:
-    /// reported start to end where reported, dispatch to finish otherwise.
-    #[test]
-    fn average_durations_take_each_jobs_newest_succeeded_runs() {
-        use diesel::connection::SimpleConnection;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("durations.db").display());
-        let db = Db::open(&url).expect("db opens");
-        db.run_migrations().expect("migrations apply");
-        let mut conn = db.write().expect("a connection");
-        let conn: &mut DbConnection = &mut conn;
-        conn.batch_execute(&duration_fixture())
-            .expect("fires inserted");
-        let jobs: Vec<String> = ["a", "b", "busy", "none"].map(String::from).into();
-        let mut averages = average_durations(conn, &jobs).expect("averages");
-        averages.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(
-            averages,
-            [
-                ("a".into(), 400.0),
-                ("b".into(), 100.0),
-                ("busy".into(), 10.0)
-            ]
-        );
-    }
-
-    /// Job `a`: reported spans 100, 200, 300 and one unreported (dispatch to finish
-    /// 1,000): 400. Job `b`: unreported 50 and 150, and a failed run of 10,000 that
-    /// does not count: 100. Job `busy`: 50 newest runs of 10, 10 older ones of 1,000: 10.
-    fn duration_fixture() -> String {
-        let mut rows = vec![
-            "('a1', 'a', 'succeeded', 1, 0, 1000, 0, 100)".to_string(),
-            "('a2', 'a', 'succeeded', 2, 0, 1000, 0, 200)".into(),
-            "('a3', 'a', 'succeeded', 3, 0, 1000, 0, 300)".into(),
-            "('a4', 'a', 'succeeded', 4, 0, 1000, NULL, NULL)".into(),
-            "('b1', 'b', 'succeeded', 1, 0, 50, NULL, NULL)".into(),
-            "('b2', 'b', 'succeeded', 2, 0, 150, NULL, NULL)".into(),
-            "('b3', 'b', 'failed', 3, 0, 10000, NULL, NULL)".into(),
-        ];
-        for i in 0..60 {
-            let span = if i < 10 { 1_000 } else { 10 };
-            rows.push(format!(
-                "('busy{i}', 'busy', 'succeeded', {}, 0, {span}, NULL, NULL)",
-                100 + i
-            ));
-        }
-        format!(
-            "INSERT INTO fires (id, job_id, state, scheduled_at, dispatched_at, finished_at, \
-             reported_started_at, reported_finished_at, job_version, attempt, due_at, \
-             fired_at) SELECT column1, column2, column3, column4, column5, column6, \
-             column7, column8, 1, 1, column4, column4 FROM (VALUES {}) AS v",
-            rows.join(", ")
-        )
-    }
-
     /// Without an index on the state (migration 15), open fires are found through
     /// `fires_running_deadline` (running ones, with their executor and job) and
     /// `fires_owned_waiting` / `fires_unowned_pending` (waiting ones).
