@@ -151,7 +151,7 @@ pub fn list(conn: &mut DbConnection, filter: &FireFilter) -> QueryResult<(Vec<Fi
             // A known state goes into the text, not a bound value, so that the planner
             // can see that `fires_running_deadline` holds exactly the running fires
             // (SQLite's planner does not look into bound values: QPSG).
-            query = match FireState::ALL.into_iter().find(|s| s.as_str() == state) {
+            query = match FireState::parse(state) {
                 Some(known) => query.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
                     "fires.state = '{}'",
                     known.as_str()
@@ -676,10 +676,9 @@ pub fn average_durations(
     let mut samples: Vec<DurationSample> = Vec::new();
     match conn {
         DbConnection::Sqlite(_) => {
+            let per_job = format!("SELECT job_id, {TIMES} FROM fires WHERE fires.job_id = ");
             for job_id in job_ids {
-                let mut query = Statement::new(format!(
-                    "SELECT job_id, {TIMES} FROM fires WHERE fires.job_id = "
-                ));
+                let mut query = Statement::new(per_job.as_str());
                 query.bind(job_id.as_str()).sql(newest.as_str());
                 samples.extend(query.load::<DurationSample>(conn)?);
             }
@@ -885,16 +884,13 @@ pub fn last_attempt(conn: &mut DbConnection, fire: &FireRow) -> QueryResult<i32>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Db;
 
     /// A backlog larger than SQLite's 32,766 bound parameters once made every fence
     /// fail ("too many SQL variables") and the node never caught up.
     #[test]
     fn id_lists_beyond_the_parameter_limit_are_sent_in_chunks() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("chunks.db").display());
-        let db = Db::open(&url).expect("db opens");
-        db.run_migrations().expect("migrations apply");
+        let db = crate::db::migrated_sqlite(&dir);
         let mut conn = db.write().expect("a connection");
         let ids: Vec<String> = (0..40_000).map(|i| format!("no-such-fire-{i}")).collect();
         let fenced = fence_for_dispatch(&mut conn, "node", &ids, 0).expect("fence runs");
@@ -913,9 +909,7 @@ mod tests {
     fn open_fires_are_found_through_their_own_indexes() {
         use diesel::connection::SimpleConnection;
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("open.db").display());
-        let db = Db::open(&url).expect("db opens");
-        db.run_migrations().expect("migrations apply");
+        let db = crate::db::migrated_sqlite(&dir);
         let mut conn = db.write().expect("a connection");
         let conn: &mut DbConnection = &mut conn;
         conn.batch_execute(

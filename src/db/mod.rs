@@ -442,3 +442,12 @@ impl From<tokio::task::JoinError> for DbError {
         DbError::Task(e.to_string())
     }
 }
+
+/// A migrated SQLite database in `dir`, for unit tests that need real storage.
+#[cfg(test)]
+pub fn migrated_sqlite(dir: &tempfile::TempDir) -> Db {
+    let url = format!("sqlite://{}", dir.path().join("cronhook.db").display());
+    let db = Db::open(&url).expect("db opens");
+    db.run_migrations().expect("migrations apply");
+    db
+}

@@ -398,17 +398,10 @@ mod tests {
         ids
     }
 
-    fn open_db(dir: &tempfile::TempDir) -> Db {
-        let url = format!("sqlite://{}", dir.path().join("pools.db").display());
-        let db = Db::open(&url).expect("db opens");
-        db.run_migrations().expect("migrations apply");
-        db
-    }
-
     #[actix_rt::test]
     async fn a_pool_is_reused_until_the_registry_changes() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = open_db(&dir);
+        let db = crate::db::migrated_sqlite(&dir);
         beat(&db, "a", r#"["sync"]"#);
         let version = RegistryVersion::default();
         let pools = ExecutorPools::new(db.clone(), 60_000, version.clone());
@@ -432,7 +425,7 @@ mod tests {
     #[actix_rt::test]
     async fn fires_handed_out_count_until_the_next_load() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = open_db(&dir);
+        let db = crate::db::migrated_sqlite(&dir);
         beat(&db, "a", "[]");
         let pools = ExecutorPools::new(db, 60_000, RegistryVersion::default());
         let task_list = |candidates: &[Candidate], id: &str| {

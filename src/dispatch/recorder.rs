@@ -93,9 +93,7 @@ mod tests {
     #[test]
     fn an_overtaken_acknowledgement_fills_in_the_dispatch_facts() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("acks.db").display());
-        let db = Db::open(&url).expect("db opens");
-        db.run_migrations().expect("migrations apply");
+        let db = crate::db::migrated_sqlite(&dir);
         let mut conn = db.write().expect("a connection");
         let conn: &mut DbConnection = &mut conn;
         conn.batch_execute(

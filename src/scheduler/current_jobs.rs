@@ -138,7 +138,6 @@ mod tests {
 
     use super::*;
     use crate::db::jobs::JobRow;
-    use crate::db::Db;
     use crate::domain::JobInput;
 
     fn job_row(id: &str, version: i32, url: &str) -> JobRow {
@@ -174,12 +173,7 @@ mod tests {
     #[test]
     fn a_changed_job_is_read_again_and_an_unchanged_one_is_not() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::open(&format!(
-            "sqlite://{}",
-            dir.path().join("db.sqlite").display()
-        ))
-        .expect("open");
-        db.run_migrations().expect("migrations");
+        let db = crate::db::migrated_sqlite(&dir);
         let mut conn = db.write().expect("connection");
         let conn: &mut DbConnection = &mut conn;
         let ids = vec!["a".to_string(), "b".to_string()];
